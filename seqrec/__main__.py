@@ -1,0 +1,3 @@
+from seqrec.cli import run
+
+run()

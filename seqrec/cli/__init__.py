@@ -1,0 +1,55 @@
+"""The `seqrec` command: one Typer module per command group, each command a thin wrapper over a function."""
+
+from typing import Optional
+
+import typer
+
+from seqrec import __version__
+from seqrec.cli import db, runs
+from seqrec.cli._app import command_group, console
+
+app = command_group(
+    "seqrec: a workbench for LLM-enhanced sequential recommendation.\n\n"
+    "Everything lives under SEQREC_HOME (default ./.seqrec); SEQREC_DB overrides the database URL."
+)
+app.add_typer(db.app, name="db")
+app.add_typer(runs.app, name="runs")
+
+# Groups whose commands arrive with later work: registered so that `--help` shows the whole shape of the tool.
+PLANNED = {
+    "models": "LLM model registry: list, show and pull models (not built yet).",
+    "embed": "Item embeddings from text encoders and LLMs, and LLM2Rec training (not built yet).",
+    "distill": "Distill an LLM item embedder from a teacher into a student (not built yet).",
+    "run": "Run the experiments declared in experiments.toml (not built yet).",
+    "report": "Tables of results from the database, beside the papers' numbers (not built yet).",
+    "dashboard": "The terminal dashboard over the experiment database (not built yet).",
+}
+for name, help_text in PLANNED.items():
+    app.add_typer(command_group(help_text), name=name)
+
+
+def show_version(value: bool) -> None:
+    if value:
+        console.print(f"seqrec {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Optional[bool] = typer.Option(None, "--version", callback=show_version, is_eager=True,
+                                           help="Print the version and exit."),
+) -> None:
+    """seqrec: a workbench for LLM-enhanced sequential recommendation."""
+
+
+@app.command()
+def info() -> None:
+    """Show paths, library versions, the compute device and torch threads."""
+    from seqrec.system import info as system_info
+
+    for key, value in system_info().items():
+        console.print(f"{key:<14} {value}")
+
+
+def run() -> None:
+    app(prog_name="seqrec")

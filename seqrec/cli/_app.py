@@ -1,0 +1,30 @@
+"""What every command group shares: bad input becomes one line on stderr and exit code 2."""
+
+from __future__ import annotations
+
+import click
+import typer
+from rich.console import Console
+from typer.core import TyperGroup
+
+from seqrec.errors import SeqrecError
+
+console = Console()
+error_console = Console(stderr=True)
+
+
+class SeqrecGroup(TyperGroup):
+    """A command group that reports :class:`SeqrecError` as ``error: <message>`` with exit code 2."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except SeqrecError as exc:
+            error_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(exc.exit_code) from None
+
+
+def command_group(help: str, **kwargs) -> typer.Typer:
+    """A Typer app for one command group (also usable on its own, as tests do)."""
+    return typer.Typer(cls=SeqrecGroup, help=help, no_args_is_help=True, pretty_exceptions_show_locals=False,
+                       rich_markup_mode="rich", **kwargs)

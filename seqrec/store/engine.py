@@ -1,0 +1,115 @@
+"""Opening the database: engine settings for SQLite, and Alembic migrations applied on open."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+
+from seqrec.errors import SeqrecError
+from seqrec.resources import resource_dir
+
+SQLITE_HEADER = b"SQLite format 3\x00"
+BUSY_TIMEOUT_MS = 30_000
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The file behind a SQLite URL, or None for in-memory and non-SQLite databases."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    return Path(parsed.database)
+
+
+def alembic_config(url: str) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(resource_dir("migrations")))
+    config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return config
+
+
+def head_revision(url: str) -> str | None:
+    return ScriptDirectory.from_config(alembic_config(url)).get_current_head()
+
+
+def create_db_engine(url: str) -> Engine:
+    """An engine whose SQLite connections use WAL, enforce foreign keys and wait for a busy writer."""
+    is_sqlite = make_url(url).get_backend_name() == "sqlite"
+    engine = create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000} if is_sqlite else {})
+    if is_sqlite:
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_connection, _record):
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+            cursor.close()
+
+    return engine
+
+
+def check_sqlite_file(path: Path) -> None:
+    """Refuse, without touching it, a file that is not a SQLite database."""
+    if not path.exists() or path.stat().st_size == 0:
+        return
+    with path.open("rb") as handle:
+        if handle.read(len(SQLITE_HEADER)) != SQLITE_HEADER:
+            raise SeqrecError(f"{path} is not a SQLite database (set SEQREC_DB or SEQREC_HOME to another location)")
+
+
+def stored_revision(url: str) -> str | None:
+    """The Alembic revision a database is at, read without changing anything."""
+    path = sqlite_path(url)
+    if path is not None:
+        if not path.exists():
+            return None
+        try:
+            with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as connection:
+                has_table = connection.execute(
+                    "SELECT 1 FROM sqlite_master WHERE type='table' AND name='alembic_version'"
+                ).fetchone()
+                row = connection.execute("SELECT version_num FROM alembic_version").fetchone() if has_table else None
+        except sqlite3.DatabaseError as exc:
+            raise SeqrecError(f"{path} is not a usable SQLite database: {exc}") from None
+        return row[0] if row else None
+    engine = create_engine(url)
+    try:
+        with engine.connect() as connection:
+            return MigrationContext.configure(connection).get_current_revision()
+    finally:
+        engine.dispose()
+
+
+def upgrade_database(url: str) -> tuple[str | None, str | None]:
+    """Bring the database to the newest schema; returns (revision before, revision after)."""
+    path = sqlite_path(url)
+    if path is not None:
+        check_sqlite_file(path)
+    before = stored_revision(url)
+    config = alembic_config(url)
+    script = ScriptDirectory.from_config(config)
+    if before is not None:
+        try:
+            script.get_revision(before)
+        except Exception:
+            raise SeqrecError(
+                f"the database {path or url} was written by a newer seqrec (schema revision {before}); "
+                "upgrade seqrec to open it"
+            ) from None
+    head = script.get_current_head()
+    if before != head:
+        engine = create_db_engine(url)
+        try:
+            with engine.begin() as connection:
+                config.attributes["connection"] = connection
+                command.upgrade(config, "head")
+        finally:
+            engine.dispose()
+    return before, head

@@ -1,0 +1,235 @@
+"""The Store: every read and write of the experiment database goes through here."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from contextlib import contextmanager
+from pathlib import Path
+
+from sqlalchemy import delete, func
+from sqlmodel import Session, select
+
+from seqrec.errors import SeqrecError
+from seqrec.settings import Settings, get_settings
+from seqrec.store.engine import create_db_engine, sqlite_path, upgrade_database
+from seqrec.store.hashing import file_digest
+from seqrec.store.models import Artifact, Dataset, Metric, Model, Run, RunInput, utcnow
+
+RUN_STATUSES = ("running", "finished", "failed", "interrupted")
+RESUMABLE = ("running", "failed", "interrupted")
+
+
+class Store:
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.url = settings.db_url
+        self.engine = create_db_engine(self.url)
+
+    def session(self) -> Session:
+        return Session(self.engine, expire_on_commit=False)
+
+    @property
+    def db_path(self) -> Path | None:
+        return sqlite_path(self.url)
+
+    # datasets -------------------------------------------------------------------------------------------
+    def get_dataset(self, name: str) -> Dataset | None:
+        with self.session() as session:
+            return session.exec(select(Dataset).where(Dataset.name == name)).first()
+
+    def add_dataset(self, *, name: str, source: str, fingerprint: str, options: dict, stats: dict, path: str) -> Dataset:
+        row = Dataset(name=name, source=source, fingerprint=fingerprint, options=options, stats=stats, path=path)
+        return self._add(row)
+
+    def list_datasets(self) -> list[Dataset]:
+        with self.session() as session:
+            return list(session.exec(select(Dataset).order_by(Dataset.name)))
+
+    def delete_dataset(self, name: str) -> None:
+        with self.session() as session, session.begin():
+            session.exec(delete(Dataset).where(Dataset.name == name))
+
+    # models ---------------------------------------------------------------------------------------------
+    def get_model(self, alias: str) -> Model | None:
+        with self.session() as session:
+            return session.exec(select(Model).where(Model.alias == alias)).first()
+
+    def add_model(self, *, alias: str, source: str, path: str, revision: str | None = None, sha256: str | None = None,
+                  size_bytes: int | None = None, meta: dict | None = None) -> Model:
+        """Record a pulled model; pulling an alias again replaces its row."""
+        with self.session() as session, session.begin():
+            session.exec(delete(Model).where(Model.alias == alias))
+            row = Model(alias=alias, source=source, path=path, revision=revision, sha256=sha256,
+                        size_bytes=size_bytes, meta=meta or {})
+            session.add(row)
+        return row
+
+    def list_models(self) -> list[Model]:
+        with self.session() as session:
+            return list(session.exec(select(Model).order_by(Model.alias)))
+
+    # runs -----------------------------------------------------------------------------------------------
+    def start_run(self, kind: str, config: dict, *, experiment: str | None = None, seed: int | None = None,
+                  dataset: str | None = None, inputs: Iterable[int | Artifact] = (), resume: int | None = None):
+        """Open a tracked run (a context manager); see :func:`seqrec.store.tracker.tracked_run`."""
+        from seqrec.store.tracker import tracked_run
+
+        return tracked_run(self, kind, config, experiment=experiment, seed=seed, dataset=dataset,
+                           inputs=inputs, resume=resume)
+
+    def get_run(self, run_id: int) -> Run:
+        with self.session() as session:
+            run = session.get(Run, run_id)
+        if run is None:
+            raise SeqrecError(f"no run with id {run_id} (see `seqrec runs list`)")
+        return run
+
+    def list_runs(self, *, kind: str | None = None, status: str | None = None, experiment: str | None = None,
+                  limit: int | None = 50) -> list[Run]:
+        if status is not None and status not in RUN_STATUSES:
+            raise SeqrecError(f"unknown status {status!r}; choose one of {', '.join(RUN_STATUSES)}")
+        query = select(Run).order_by(Run.id.desc())
+        for column, value in ((Run.kind, kind), (Run.status, status), (Run.experiment, experiment)):
+            if value is not None:
+                query = query.where(column == value)
+        if limit:
+            query = query.limit(limit)
+        with self.session() as session:
+            return list(session.exec(query))
+
+    def find_run(self, config_hash: str, *, kind: str | None = None, status: str = "finished") -> Run | None:
+        """The newest run with this resolved config (and status): how finished work is found and reused."""
+        query = select(Run).where(Run.config_hash == config_hash, Run.status == status).order_by(Run.id.desc())
+        if kind is not None:
+            query = query.where(Run.kind == kind)
+        with self.session() as session:
+            return session.exec(query).first()
+
+    def delete_run(self, run_id: int) -> Run:
+        """Delete a run with its metrics, artifacts rows and lineage (the caller removes its folder)."""
+        run = self.get_run(run_id)
+        with self.session() as session, session.begin():
+            session.exec(delete(Run).where(Run.id == run_id))
+        return run
+
+    def run_dir(self, run_id: int) -> Path:
+        return self.settings.runs_dir / str(run_id)
+
+    # metrics, artifacts, lineage ------------------------------------------------------------------------
+    def add_metrics(self, run_id: int, values: dict[str, float], *, step: int | None, split: str) -> None:
+        rows = [Metric(run_id=run_id, key=key, value=float(value), step=step, split=split)
+                for key, value in values.items()]
+        with self.session() as session, session.begin():
+            session.add_all(rows)
+
+    def metrics(self, run_id: int, *, split: str | None = None, key: str | None = None) -> list[Metric]:
+        query = select(Metric).where(Metric.run_id == run_id).order_by(Metric.id)
+        if split is not None:
+            query = query.where(Metric.split == split)
+        if key is not None:
+            query = query.where(Metric.key == key)
+        with self.session() as session:
+            return list(session.exec(query))
+
+    def final_metrics(self, run_id: int) -> dict[str, dict[str, float]]:
+        """split -> key -> the last value logged."""
+        final: dict[str, dict[str, float]] = {}
+        for metric in self.metrics(run_id):
+            final.setdefault(metric.split, {})[metric.key] = metric.value
+        return final
+
+    def final_metrics_of(self, run_ids: list[int], split: str) -> dict[int, dict[str, float]]:
+        """run id -> key -> last value of one split, for many runs in one query (tables of runs)."""
+        query = select(Metric).where(Metric.run_id.in_(run_ids), Metric.split == split).order_by(Metric.id)
+        final: dict[int, dict[str, float]] = {}
+        with self.session() as session:
+            for metric in session.exec(query):
+                final.setdefault(metric.run_id, {})[metric.key] = metric.value
+        return final
+
+    def add_artifact(self, run_id: int, path: Path, kind: str, meta: dict | None = None) -> Artifact:
+        path = Path(path).absolute()
+        if not path.exists():
+            raise SeqrecError(f"artifact {path} does not exist")
+        sha256, size = file_digest(path)
+        return self._add(Artifact(run_id=run_id, kind=kind, path=str(path), sha256=sha256, bytes=size, meta=meta or {}))
+
+    def artifacts(self, run_id: int, kind: str | None = None) -> list[Artifact]:
+        query = select(Artifact).where(Artifact.run_id == run_id).order_by(Artifact.id)
+        if kind is not None:
+            query = query.where(Artifact.kind == kind)
+        with self.session() as session:
+            return list(session.exec(query))
+
+    def get_artifact(self, artifact_id: int) -> Artifact:
+        with self.session() as session:
+            artifact = session.get(Artifact, artifact_id)
+        if artifact is None:
+            raise SeqrecError(f"no artifact with id {artifact_id}")
+        return artifact
+
+    def add_inputs(self, run_id: int, inputs: Iterable[int | Artifact]) -> None:
+        rows = []
+        for item in inputs:
+            if isinstance(item, Artifact):
+                rows.append(RunInput(run_id=run_id, input_run_id=item.run_id, artifact_id=item.id, role=item.kind))
+            else:
+                self.get_run(int(item))
+                rows.append(RunInput(run_id=run_id, input_run_id=int(item), role="run"))
+        with self.session() as session, session.begin():
+            session.add_all(rows)
+
+    def inputs(self, run_id: int) -> list[RunInput]:
+        with self.session() as session:
+            return list(session.exec(select(RunInput).where(RunInput.run_id == run_id).order_by(RunInput.id)))
+
+    def consumers(self, run_id: int) -> list[RunInput]:
+        """Runs that consumed this run's output (lineage downstream)."""
+        with self.session() as session:
+            return list(session.exec(select(RunInput).where(RunInput.input_run_id == run_id).order_by(RunInput.id)))
+
+    def table_counts(self) -> dict[str, int]:
+        counts = {}
+        with self.session() as session:
+            for table in (Dataset, Model, Run, Metric, Artifact, RunInput):
+                counts[table.__tablename__] = session.exec(select(func.count()).select_from(table)).one()
+        return counts
+
+    def _add(self, row):
+        with self.session() as session, session.begin():
+            session.add(row)
+        return row
+
+    # run status transitions (used by the tracker) ---------------------------------------------------------
+    def create_run(self, run: Run) -> Run:
+        return self._add(run)
+
+    def reopen_run(self, run_id: int) -> Run:
+        run = self.get_run(run_id)
+        if run.status not in RESUMABLE:
+            raise SeqrecError(f"run {run_id} is {run.status}; only a running, failed or interrupted run can be resumed")
+        return self.update_run(run_id, status="running", error=None, finished_at=None)
+
+    def update_run(self, run_id: int, **fields) -> Run:
+        with self.session() as session, session.begin():
+            run = session.get(Run, run_id)
+            for name, value in fields.items():
+                setattr(run, name, value)
+            if fields.get("status") in ("finished", "failed", "interrupted"):
+                run.finished_at = utcnow()
+                run.duration_s = (run.finished_at - run.started_at).total_seconds()
+        return run
+
+
+def open_store(settings: Settings | None = None) -> Store:
+    """Open (and migrate, if needed) the database named by the settings."""
+    settings = settings or get_settings()
+    settings.ensure_home()
+    db_file = sqlite_path(settings.db_url)
+    if db_file is not None:
+        try:
+            db_file.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise SeqrecError(f"cannot create the database folder {db_file.parent}: {exc.strerror or exc}") from None
+    upgrade_database(settings.db_url)
+    return Store(settings)

@@ -1,0 +1,137 @@
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+from alembic import command
+
+from seqrec.errors import SeqrecError
+from seqrec.store import config_hash, open_store
+from seqrec.store.engine import alembic_config, create_db_engine
+from seqrec.store.tracker import SeqrecTracker
+
+
+def test_migrations_build_the_schema_and_match_the_models(seqrec_home):
+    store = open_store()
+    assert store.db_path == seqrec_home / "seqrec.db"
+    assert set(store.table_counts()) == {"dataset", "model", "run", "metric", "artifact", "run_input"}
+    config = alembic_config(store.url)
+    command.check(config)  # raises if the models and the migrations disagree
+
+
+def test_sqlite_is_opened_with_wal_foreign_keys_and_busy_timeout():
+    store = open_store()
+    with create_db_engine(store.url).connect() as connection:
+        assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+        assert connection.exec_driver_sql("PRAGMA busy_timeout").scalar() >= 1000
+
+
+def test_a_finished_run_keeps_config_metrics_and_artifacts(tmp_path):
+    store = open_store()
+    artifact_file = tmp_path / "emb.npy"
+    artifact_file.write_bytes(b"0123456789")
+    with store.start_run("train", {"lr": 1e-3, "model": "sasrec"}, seed=1, dataset="ml-100k") as run:
+        run.log_metrics({"loss": 2.0}, step=1, split="train")
+        run.log_metrics({"loss": 1.5}, step=2, split="train")
+        run.log_metrics({"ndcg@10": 0.25}, split="test")
+        artifact = run.log_artifact(artifact_file, kind="embeddings")
+    row = store.get_run(run.id)
+    assert row.status == "finished" and row.duration_s >= 0 and row.finished_at is not None
+    assert row.config_hash == config_hash({"model": "sasrec", "lr": 1e-3})
+    assert store.final_metrics(run.id) == {"train": {"loss": 1.5}, "test": {"ndcg@10": 0.25}}
+    assert artifact.bytes == 10 and len(artifact.sha256) == 64
+    assert store.find_run(row.config_hash, kind="train").id == run.id
+
+
+def test_a_failing_run_is_stored_as_failed_with_its_message():
+    store = open_store()
+    with pytest.raises(ValueError):
+        with store.start_run("train", {"x": 1}) as run:
+            raise ValueError("learning rate exploded")
+    row = store.get_run(run.id)
+    assert row.status == "failed"
+    assert row.error.startswith("ValueError: learning rate exploded")
+
+
+def test_an_interrupted_run_is_stored_as_interrupted_and_can_be_resumed():
+    store = open_store()
+    with pytest.raises(KeyboardInterrupt):
+        with store.start_run("train", {"x": 2}) as run:
+            raise KeyboardInterrupt
+    assert store.get_run(run.id).status == "interrupted"
+    with store.start_run("train", {"x": 2}, resume=run.id) as resumed:
+        assert resumed.id == run.id
+    assert store.get_run(run.id).status == "finished"
+    with pytest.raises(SeqrecError, match="finished"):
+        with store.start_run("train", {"x": 2}, resume=run.id):
+            pass
+
+
+def test_sigterm_marks_the_run_interrupted(seqrec_home):
+    open_store()
+    script = textwrap.dedent("""
+        import time
+        from seqrec.store import open_store
+        with open_store().start_run("train", {"sleep": True}) as run:
+            print(run.id, flush=True)
+            time.sleep(60)
+    """)
+    process = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, env=os.environ)
+    run_id = int(process.stdout.readline())
+    process.send_signal(signal.SIGTERM)
+    process.wait(timeout=30)
+    assert open_store().get_run(run_id).status == "interrupted"
+
+
+def test_lineage_links_runs_and_artifacts(tmp_path):
+    store = open_store()
+    file = tmp_path / "m.bin"
+    file.write_bytes(b"x")
+    with store.start_run("embed", {"m": 1}) as producer:
+        artifact = producer.log_artifact(file, kind="item-embeddings")
+    with store.start_run("train", {"m": 2}, inputs=[artifact]) as consumer:
+        pass
+    assert [link.artifact_id for link in store.inputs(consumer.id)] == [artifact.id]
+    assert [link.run_id for link in store.consumers(producer.id)] == [consumer.id]
+    with pytest.raises(SeqrecError, match="no run with id 999"):
+        store.start_run("train", {}, inputs=[999]).__enter__()
+
+
+def test_a_reader_lists_runs_while_another_process_writes_metrics(seqrec_home):
+    store = open_store()
+    writer = textwrap.dedent("""
+        from seqrec.store import open_store
+        with open_store().start_run("train", {"writer": True}) as run:
+            for step in range(300):
+                run.log_metrics({"loss": 1.0 / (step + 1), "ndcg@10": step / 300}, step=step, split="train")
+    """)
+    process = subprocess.Popen([sys.executable, "-c", writer], env=os.environ)
+    reads = 0
+    deadline = time.time() + 120
+    while process.poll() is None and time.time() < deadline:
+        runs = store.list_runs()
+        for run in runs:
+            store.final_metrics(run.id)
+        reads += 1
+    assert process.wait(timeout=120) == 0
+    assert reads > 0
+    (run,) = store.list_runs()
+    assert run.status == "finished"
+    assert len(store.metrics(run.id, key="loss")) == 300
+
+
+def test_accelerate_tracker_writes_into_the_run():
+    from accelerate import Accelerator
+
+    store = open_store()
+    with store.start_run("train", {"tracker": True}) as run:
+        accelerator = Accelerator(cpu=True, log_with=[SeqrecTracker(run)])
+        accelerator.init_trackers("seqrec")
+        accelerator.log({"loss": 0.5, "note": "text is skipped"}, step=3, log_kwargs={"seqrec": {"split": "train"}})
+        accelerator.end_training()
+    (metric,) = store.metrics(run.id)
+    assert (metric.key, metric.value, metric.step, metric.split) == ("loss", 0.5, 3, "train")
