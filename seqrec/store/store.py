@@ -195,6 +195,17 @@ class Store:
                 counts[table.__tablename__] = session.exec(select(func.count()).select_from(table)).one()
         return counts
 
+    def change_marker(self) -> tuple:
+        """A cheap fingerprint of runs, metrics and artifacts that changes with any write to them, so that a
+        reader (the dashboard) can poll it and reload only when something happened."""
+        parts = (
+            select(func.count(Run.id)), select(func.max(Run.id)), select(func.max(Run.finished_at)),
+            select(func.count(Run.id)).where(Run.status == "running"),
+            select(func.max(Metric.id)), select(func.max(Artifact.id)),
+        )
+        with self.session() as session:
+            return tuple(session.exec(select(*(part.scalar_subquery() for part in parts))).one())
+
     def _add(self, row):
         with self.session() as session, session.begin():
             session.add(row)

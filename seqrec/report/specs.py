@@ -1,0 +1,82 @@
+"""What each report table shows, declared in one place: which runs, how they name rows and columns, which metrics,
+and which row every other row is tested against."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+# Metrics shown per evaluation-protocol family (config["eval"] is "full" or "sampled:<negatives>"), in the seeds'
+# column order: full ranking as in the LLM2Rec-style tables, sampled candidates as in DELRec's.
+METRICS = {
+    "full": ("recall@10", "ndcg@10", "recall@20", "ndcg@20"),
+    "sampled": ("hr@1", "hr@5", "ndcg@5", "hr@10", "ndcg@10"),
+}
+SHORT_NAMES = {"recall": "R", "ndcg": "N", "hr": "HR", "mrr": "MRR"}
+NAME_KEYS = ("model", "item_emb")  # joined with " + " to name a row; other row keys are shown as key=value
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    title: str
+    include: Callable[[dict], bool]  # does a run with this config belong to the table?
+    row_keys: tuple[str, ...]  # config keys whose values name a row ("variant", when set, names it alone)
+    baseline: dict  # config values that turn a row into the row it is tested against
+    column_keys: tuple[str, ...] = ("dataset", "eval")  # run fields (then config keys) that name a column group
+    metrics: dict[str, tuple[str, ...]] = field(default_factory=lambda: METRICS)
+    kinds: tuple[str, ...] = ("train",)
+
+    def baseline_text(self) -> str:
+        return ", ".join(f"{key}={'none' if value is None else value}" for key, value in self.baseline.items())
+
+
+def _plain(config: dict) -> bool:
+    return not any(config.get(key) for key in ("noise", "rerank", "variant"))
+
+
+TABLES = {
+    "main": TableSpec(
+        title="Main results: each model with ID or frozen LLM item embeddings",
+        include=_plain,
+        row_keys=("model", "item_emb"),
+        baseline={"model": "sasrec", "item_emb": None},
+    ),
+    "distill": TableSpec(
+        title="Distillation: base vs distilled LLM item embedders",
+        include=lambda config: _plain(config) and bool(config.get("item_emb")),
+        row_keys=("model", "item_emb"),
+        baseline={"item_emb": "smollm2-135m"},
+    ),
+    "noise": TableSpec(
+        title="Robustness: deletion noise and LLM re-ranking",
+        include=lambda config: not config.get("variant"),
+        row_keys=("model", "item_emb", "noise", "rerank"),
+        baseline={"noise": None, "rerank": None},
+    ),
+    "ablation": TableSpec(
+        title="Ablations: each variant against the full model",
+        include=lambda config: not config.get("noise"),
+        row_keys=("variant", "model", "item_emb"),
+        baseline={"variant": None},
+    ),
+}
+
+
+def row_label(config: dict, keys: tuple[str, ...] = ("variant", *NAME_KEYS)) -> str:
+    """A row's name from a run's config: its variant label if it has one, else model + item embeddings (+ conditions)."""
+    if "variant" in keys and config.get("variant"):
+        return str(config["variant"])
+    name = " + ".join(str(config[key]) for key in NAME_KEYS if key in keys and config.get(key)) or "?"
+    conditions = [key if config[key] is True else f"{key}={config[key]}"
+                  for key in keys if key not in NAME_KEYS and key != "variant" and config.get(key)]
+    return ", ".join([name, *conditions])
+
+
+def protocol_family(protocol: str) -> str:
+    return protocol.split(":", 1)[0]
+
+
+def short_metric(metric: str) -> str:
+    """recall@10 -> R@10, ndcg@5 -> N@5, hr@1 -> HR@1: the seeds' column names."""
+    name, _, cutoff = metric.partition("@")
+    return f"{SHORT_NAMES.get(name, name)}@{cutoff}" if cutoff else metric

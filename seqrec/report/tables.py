@@ -1,0 +1,231 @@
+"""A report table computed from the database: cells with mean, std, best and significance, before any formatting."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import pandas as pd
+from scipy import stats
+
+from seqrec.errors import SeqrecError
+from seqrec.report.published import published_dataset, published_tables
+from seqrec.report.specs import TABLES, TableSpec, protocol_family, row_label, short_metric
+from seqrec.store import Run, Store, open_store
+
+ALPHA = 0.05
+DEFAULT_PROTOCOL = "full"  # what training evaluates when a config names no protocol
+
+
+@dataclass(frozen=True)
+class Column:
+    group: str  # the column group: dataset and protocol, e.g. "ml-100k (full)"
+    dataset: str
+    protocol: str
+    metric: str
+
+    @property
+    def metric_label(self) -> str:
+        return short_metric(self.metric)
+
+
+@dataclass
+class Cell:
+    mean: float | None = None
+    std: float | None = None
+    n: int = 0  # seeds behind the mean; 0 for a published number
+    best: bool = False
+    p_value: float | None = None
+    missing: str = ""
+
+    @property
+    def significant(self) -> bool:
+        return self.p_value is not None and self.p_value < ALPHA
+
+
+@dataclass
+class Row:
+    label: str
+    cells: list[Cell]
+    published: bool = False
+
+
+@dataclass
+class ReportTable:
+    kind: str
+    title: str
+    columns: list[Column]
+    rows: list[Row]
+    footnotes: list[str] = field(default_factory=list)
+
+
+def _column_value(run: Run, key: str):
+    value = getattr(run, key) if key in Run.model_fields else run.config.get(key)
+    return DEFAULT_PROTOCOL if value is None and key == "eval" else value
+
+
+def _runs_frame(store: Store, spec: TableSpec, experiment: str | None) -> pd.DataFrame:
+    """One row per run of the table (any status), oldest first: its row label, baseline row and column group."""
+    runs = [run for run in store.list_runs(experiment=experiment, limit=None)
+            if run.kind in spec.kinds and spec.include(run.config)]
+    records = []
+    for run in sorted(runs, key=lambda run: run.id):
+        identity = {key: run.config.get(key) for key in spec.row_keys}
+        keys = dict(zip(spec.column_keys, (_column_value(run, key) for key in spec.column_keys)))
+        first, *rest = keys.values()
+        records.append({
+            "run": run.id, "status": run.status, "seed": run.seed,
+            "row": row_label(run.config, spec.row_keys),
+            "baseline": row_label({**identity, **spec.baseline}, spec.row_keys),
+            "group": f"{first} ({', '.join(map(str, rest))})" if rest else str(first),
+            "dataset": str(keys.get("dataset", "")), "protocol": str(keys.get("eval", DEFAULT_PROTOCOL)),
+        })
+    # object dtype keeps seeds as the integers (or None) they are
+    return pd.DataFrame(records, columns=["run", "status", "seed", "row", "baseline", "group", "dataset", "protocol"],
+                        dtype=object)
+
+
+def _final_values(store: Store, finished: pd.DataFrame) -> dict[tuple[str, str, str], dict]:
+    """(row, group, metric) -> seed -> final test value, from the newest finished run per (row, group, seed)."""
+    newest = finished.drop_duplicates(["row", "group", "seed"], keep="last")
+    logged = store.final_metrics_of([int(run) for run in newest["run"]], split="test")
+    values: dict[tuple[str, str, str], dict] = {}
+    for run in newest.itertuples():
+        for metric, value in logged.get(run.run, {}).items():
+            values.setdefault((run.row, run.group, metric), {})[run.seed] = value
+    return values
+
+
+def _columns(spec: TableSpec, runs: pd.DataFrame, values: dict) -> list[Column]:
+    """Column groups in order of first appearance, each with its protocol's metrics that some run logged."""
+    columns = []
+    for group in dict.fromkeys(runs["group"]):
+        first = runs[runs["group"] == group].iloc[0]
+        logged = {metric for (_, value_group, metric) in values if value_group == group}
+        wanted = spec.metrics.get(protocol_family(first.protocol), tuple(sorted(logged)))
+        columns += [Column(group, first.dataset, first.protocol, metric) for metric in wanted if metric in logged]
+    return columns
+
+
+def _seed_list(seeds) -> str:
+    seeds = list(seeds)
+    return ("seed " if len(seeds) == 1 else "seeds ") + ", ".join(map(str, seeds))
+
+
+def _missing(runs: pd.DataFrame, row: str, group: str, seeds: list, present) -> str:
+    """'missing: sasrec/ml-100k (full) seed 2 (failed, run 7)': the runs a cell lacks, and what became of them."""
+    absent = [seed for seed in seeds if seed not in present]
+    if not absent:
+        return ""
+    tried = runs[(runs["row"] == row) & (runs["group"] == group) & (runs["status"] != "finished")]
+    reasons = {run.seed: f"{run.status}, run {run.run}" for run in tried.itertuples()}
+    plain = [seed for seed in absent if seed not in reasons]
+    parts = ([_seed_list(plain)] if plain else []) + [f"seed {seed} ({reasons[seed]})" for seed in absent
+                                                      if seed in reasons]
+    return f"missing: {row}/{group} " + ", ".join(parts)
+
+
+def _summarize(values: pd.Series) -> Cell:
+    if values.empty:
+        return Cell()
+    std = float(values.std(ddof=1)) if len(values) > 1 else None
+    return Cell(mean=float(values.mean()), std=std, n=len(values))
+
+
+def _paired_p(values: pd.Series, baseline: pd.Series) -> float | None:
+    """Two-sided paired t-test over the seeds both rows have; None with fewer than two pairs, or when the
+    differences do not vary (the test is undefined then)."""
+    common = values.index.intersection(baseline.index)
+    differences = values[common] - baseline[common]
+    if len(common) < 2 or (differences - differences.mean()).abs().max() < 1e-12:
+        return None
+    return float(stats.ttest_rel(values[common], baseline[common]).pvalue)
+
+
+def _mark_best(rows: list[Row], width: int) -> None:
+    for index in range(width):
+        means = [row.cells[index].mean for row in rows if row.cells[index].mean is not None]
+        if len(means) < 2:
+            continue
+        for row in rows:
+            cell = row.cells[index]
+            cell.best = cell.mean is not None and math.isclose(cell.mean, max(means), rel_tol=0, abs_tol=1e-12)
+
+
+def _published_rows(kind: str, columns: list[Column]) -> tuple[list[Row], list[str]]:
+    """The seeds' rows for the columns whose dataset and protocol they report, and the sources they come from."""
+    rows: dict[str, Row] = {}
+    sources = []
+    for table in published_tables(kind):
+        for index, column in enumerate(columns):
+            dataset = published_dataset(column.dataset)
+            if column.protocol != table.protocol or dataset is None:
+                continue
+            for (label, table_dataset, metric), (value, std) in table.values.items():
+                if (table_dataset, metric) == (dataset, column.metric):
+                    name = f"{table.tag} {label}"
+                    row = rows.setdefault(name, Row(name, [Cell() for _ in columns], published=True))
+                    row.cells[index] = Cell(mean=value, std=std)
+                    if table.source not in sources:
+                        sources.append(table.source)
+    return list(rows.values()), sources
+
+
+def report_table(table: str, experiment: str | None = None, paper: bool = False,
+                 store: Store | None = None) -> ReportTable:
+    """Compute one report table from the finished runs (of one experiment, or of all)."""
+    spec = TABLES.get(table)
+    if spec is None:
+        raise SeqrecError(f"unknown table {table!r}; choose one of {', '.join(TABLES)}")
+    store = store or open_store()
+    runs = _runs_frame(store, spec, experiment)
+    finished = runs[runs["status"] == "finished"]
+    if finished.empty:
+        where = f"experiment {experiment!r}" if experiment else "the database"
+        raise SeqrecError(f"no finished runs for the {table} table in {where} (see `seqrec runs list`)")
+    values = _final_values(store, finished)
+    columns = _columns(spec, runs, values)
+    seeds = sorted(set(runs["seed"]), key=lambda seed: (seed is None, seed or 0))
+    baselines = dict(zip(runs["row"], runs["baseline"]))
+    labels = list(dict.fromkeys(runs["row"]))
+    present: dict[tuple[str, str], set] = {}
+    for (row, group, _), by_seed in values.items():
+        present.setdefault((row, group), set()).update(by_seed)
+
+    def series(row: str, column: Column) -> pd.Series:
+        return pd.Series(values.get((row, column.group, column.metric), {}), dtype=float)
+
+    rows, missing_notes = [], []
+    for label in labels:
+        cells = []
+        for column in columns:
+            missing = _missing(runs, label, column.group, seeds, present.get((label, column.group), ()))
+            cell = _summarize(series(label, column))
+            if cell.mean is None:
+                cell.missing = missing or "-"
+            elif missing and missing not in missing_notes:
+                missing_notes.append(missing)
+            if baselines[label] != label and baselines[label] in labels and cell.mean is not None:
+                cell.p_value = _paired_p(series(label, column), series(baselines[label], column))
+            cells.append(cell)
+        rows.append(Row(label, cells))
+    _mark_best(rows, len(columns))
+
+    notes = [
+        f"Test split; mean ± std over {_seed_list(seeds)} (sample std, ddof=1); a single seed shows its value "
+        "with n=1. Column groups name the dataset and evaluation protocol (full: the whole catalogue ranked; "
+        "sampled:N: the target among N sampled negatives). R = Recall, N = NDCG, HR = hit rate.",
+        "Bold: the best mean in its column among our rows.",
+    ]
+    if any(baselines[label] != label and baselines[label] in labels for label in labels):
+        notes.append(f"† p < {ALPHA} in a two-sided paired t-test over seeds (scipy.stats.ttest_rel, runs paired by "
+                     f"seed) against the baseline row: the same row with {spec.baseline_text()}.")
+    else:
+        notes.append(f"No significance test: no row has its baseline row ({spec.baseline_text()}) among these runs.")
+    if paper:
+        published, sources = _published_rows(table, columns)
+        rows += published
+        notes += [f"Published, as printed in {source}." for source in sources] or [
+            "No published numbers match these datasets and evaluation protocols."]
+    return ReportTable(kind=table, title=spec.title + (f" ({experiment})" if experiment else ""), columns=columns,
+                       rows=rows, footnotes=notes + missing_notes)

@@ -1,0 +1,158 @@
+"""The dashboard driven by Textual's Pilot in an 80x24 terminal, plus a screenshot compared with a reference."""
+
+import html
+import os
+import re
+from pathlib import Path
+
+import pytest
+import typer
+from textual.widgets import DataTable
+from typer.testing import CliRunner
+from test_report import add_run
+
+from seqrec.cli.dashboard import dashboard
+from seqrec.store import open_store
+from seqrec.tui import SeqrecDashboard
+from seqrec.tui.detail import CompareScreen, RunScreen
+from seqrec.tui.help import HelpScreen
+from seqrec.tui.reports import ReportScreen
+from seqrec.tui.runs import RunsScreen, parse_filter
+
+pytestmark = pytest.mark.anyio  # async tests run by anyio's pytest plugin (anyio comes with httpx/openai)
+SIZE = (80, 24)
+REFERENCE = Path(__file__).with_name("test_tui_snapshots") / "runs_80x24.svg"
+
+
+@pytest.fixture
+def store():
+    """Three finished runs over two seeds, one failed, one still running with a training curve."""
+    store = open_store()
+    for seed in (0, 1):
+        add_run(store, seed=seed, metrics={"ndcg@10": 0.05 + seed / 100, "recall@10": 0.1})
+        add_run(store, seed=seed, item_emb="smollm2-135m", metrics={"ndcg@10": 0.07 + seed / 100, "recall@10": 0.2})
+    add_run(store, model="gru4rec", experiment="other", status="failed")
+    running = add_run(store, model="caser", status="running")
+    for step in range(12):
+        store.add_metrics(running.id, {"loss": 1 / (step + 1)}, step=step, split="train")
+    return store
+
+
+def rows(app) -> list[str]:
+    """The run ids down the runs table, top first."""
+    table = app.screen.query_one("#runs", DataTable)
+    return [str(table.get_row_at(index)[1]) for index in range(table.row_count)]
+
+
+def screen_text(app) -> str:
+    """What the screen shows, as one line of text."""
+    return re.sub(r"\s+", " ", html.unescape(re.sub(r"<[^>]+>", "", app.export_screenshot())))
+
+
+async def wait_for(pilot, condition, seconds: float = 3.0) -> None:
+    for _ in range(int(seconds / 0.05)):
+        if condition():
+            return
+        await pilot.pause(0.05)
+    raise AssertionError("the dashboard did not get there in time")
+
+
+async def test_navigate_and_open_a_run(store):
+    app = SeqrecDashboard(store=store, refresh=0)
+    async with app.run_test(size=SIZE) as pilot:
+        assert rows(app) == ["6", "5", "4", "3", "2", "1"]
+        await pilot.press("enter")
+        assert isinstance(app.screen, RunScreen) and app.screen.run_id == 6
+        text = screen_text(app)
+        assert "train/loss" in text and "█▄▃▂" in text and "caser" in text
+        await pilot.press("escape", "down", "down", "enter")
+        assert app.screen.run_id == 4
+        await pilot.press("escape")
+        assert isinstance(app.screen, RunsScreen)
+
+
+async def test_filter_and_sort(store):
+    app = SeqrecDashboard(store=store, experiment="study", refresh=0)
+    async with app.run_test(size=SIZE) as pilot:
+        assert "5" not in rows(app) and len(rows(app)) == 5
+        await pilot.press("slash", *"  status=finished", "enter")
+        assert rows(app) == ["4", "3", "2", "1"]
+        await pilot.press("s")  # sort by ndcg@10, best first
+        assert rows(app) == ["4", "2", "3", "1"]
+        await pilot.press("s")
+        assert rows(app) == ["4", "2", "3", "1"] and app.screen.sort_column == "recall@10"
+        await pilot.press("slash", *" bogus=1")
+        assert "unknown filter 'bogus'" in screen_text(app) and len(rows(app)) == 6
+        assert app.screen.query_one("#filter").value == "experiment=study  status=finished bogus=1"
+
+
+@pytest.fixture
+def anyio_backend():
+    return "asyncio"
+
+
+def test_dashboard_command_options():
+    app = typer.Typer()
+    app.command()(dashboard)
+    result = CliRunner().invoke(app, ["--help"])
+    assert result.exit_code == 0 and "--experiment" in result.output and "--refresh" in result.output
+
+
+def test_parse_filter():
+    assert parse_filter("exp=a st=running sasrec") == ({"experiment": "a", "status": "running"}, ["sasrec"])
+    with pytest.raises(ValueError, match="unknown filter"):
+        parse_filter("=x")
+
+
+async def test_compare_selected_runs(store):
+    app = SeqrecDashboard(store=store, refresh=0)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("c")
+        assert isinstance(app.screen, RunsScreen)  # nothing selected yet: a notice, no screen
+        await pilot.press("down", "down", "space", "down", "space", "c")
+        assert isinstance(app.screen, CompareScreen) and app.screen.run_ids == [3, 4]
+        table = app.screen.query_one(DataTable)
+        fields = [str(table.get_row_at(index)[0]) for index in range(table.row_count)]
+        assert fields == ["item_emb", "test/ndcg@10", "test/recall@10"]
+        assert table.get_row_at(1)[2].style == "bold"  # run 4 has the better NDCG
+
+
+async def test_live_refresh_picks_up_new_metrics(store):
+    app = SeqrecDashboard(store=store, refresh=0.05)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("enter")
+        assert "valid/ndcg@10" not in screen_text(app)
+        store.add_metrics(6, {"ndcg@10": 0.01}, step=1, split="valid")
+        store.add_metrics(6, {"ndcg@10": 0.02}, step=2, split="valid")
+        await wait_for(pilot, lambda: "valid/ndcg@10" in screen_text(app))
+        add_run(store, model="bert4rec", seed=3)
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: rows(app)[0] == "7")
+
+
+async def test_report_tables_and_help(store):
+    app = SeqrecDashboard(store=store, refresh=0)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("r")
+        assert isinstance(app.screen, ReportScreen)
+        table = app.screen.query_one("#report", DataTable)
+        assert [str(table.get_row_at(index)[0]) for index in range(table.row_count)] == [
+            "sasrec", "sasrec + smollm2-135m", "gru4rec", "caser"]
+        await pilot.press("4")
+        assert app.screen.kind == "ablation"
+        await pilot.press("3", "question_mark")
+        assert isinstance(app.screen, HelpScreen) and "ablation" in screen_text(app)
+        await pilot.press("escape")
+        assert isinstance(app.screen, ReportScreen)
+
+
+async def test_runs_screen_matches_reference_screenshot(store):
+    app = SeqrecDashboard(store=store, refresh=0)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        svg = app.export_screenshot(simplify=True)
+    if os.environ.get("SEQREC_UPDATE_SNAPSHOTS") or not REFERENCE.exists():
+        REFERENCE.parent.mkdir(exist_ok=True)
+        REFERENCE.write_text(svg, encoding="utf-8")
+    assert svg == REFERENCE.read_text(encoding="utf-8"), (
+        "the runs screen changed; look at it and rerun with SEQREC_UPDATE_SNAPSHOTS=1 if the change is right")
