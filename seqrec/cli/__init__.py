@@ -5,13 +5,14 @@ from typing import Optional
 import typer
 
 from seqrec import __version__
-from seqrec.cli import dashboard, db, report, runs
+from seqrec.cli import dashboard, data, db, report, runs
 from seqrec.cli._app import command_group, console
 
 app = command_group(
     "seqrec: a workbench for LLM-enhanced sequential recommendation.\n\n"
     "Everything lives under SEQREC_HOME (default ./.seqrec); SEQREC_DB overrides the database URL."
 )
+app.add_typer(data.app, name="data")
 app.add_typer(db.app, name="db")
 app.add_typer(runs.app, name="runs")
 app.command("report")(report.report)
