@@ -5,7 +5,7 @@ from typing import Optional
 import typer
 
 from seqrec import __version__
-from seqrec.cli import dashboard, data, db, report, runs
+from seqrec.cli import dashboard, data, db, report, runs, train
 from seqrec.cli._app import command_group, console
 
 app = command_group(
@@ -15,6 +15,8 @@ app = command_group(
 app.add_typer(data.app, name="data")
 app.add_typer(db.app, name="db")
 app.add_typer(runs.app, name="runs")
+app.command("train")(train.train)
+app.command("evaluate")(train.evaluate)
 app.command("report")(report.report)
 app.command("dashboard")(dashboard.dashboard)
 

@@ -1,0 +1,66 @@
+"""Tensors for training and evaluation, built once per dataset with numpy (no per-user Python work per batch).
+
+Histories are left-padded with item 0 to ``max_len``: the most recent item is always the last column.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch.utils.data import TensorDataset
+
+from seqrec.data.prepared import PreparedData
+
+
+def left_pad(sequences: list, max_len: int) -> np.ndarray:
+    """The last ``max_len`` items of each sequence, right-aligned in a zero matrix."""
+    out = np.zeros((len(sequences), max_len), dtype=np.int64)
+    for row, sequence in enumerate(sequences):
+        tail = np.asarray(sequence, dtype=np.int64)[-max_len:]
+        if len(tail):
+            out[row, -len(tail):] = tail
+    return out
+
+
+def next_item_examples(data: PreparedData, max_len: int) -> TensorDataset:
+    """RecBole-style augmentation: every prefix of a training sequence predicts its next item.
+
+    Returns (user, history [max_len], target) for all positions t >= 1 of every training sequence.
+    """
+    users, histories, targets = [], [], []
+    for user, items in zip(data.train["user"], data.train["items"]):
+        items = np.asarray(items, dtype=np.int64)
+        for t in range(1, len(items)):
+            users.append(user)
+            histories.append(items[max(0, t - max_len):t])
+            targets.append(items[t])
+    return TensorDataset(torch.as_tensor(np.asarray(users, dtype=np.int64)),
+                         torch.from_numpy(left_pad(histories, max_len)),
+                         torch.as_tensor(np.asarray(targets, dtype=np.int64)))
+
+
+def seen_items(data: PreparedData, split: str) -> list[np.ndarray]:
+    """Per evaluation example, every item the user interacted with before its target (for optional masking)."""
+    examples = getattr(data, split)
+    train_items = dict(zip(data.train["user"], data.train["items"]))
+    earlier_targets: dict[int, list[int]] = {}
+    if split == "test":
+        for user, target in zip(data.valid["user"], data.valid["target"]):
+            earlier_targets.setdefault(int(user), []).append(int(target))
+    seen = []
+    for user, history in zip(examples["user"], examples["history"]):
+        items = np.concatenate([np.asarray(train_items.get(user, []), dtype=np.int64),
+                                np.asarray(earlier_targets.get(int(user), []), dtype=np.int64),
+                                np.asarray(history, dtype=np.int64)])
+        seen.append(np.unique(items))
+    return seen
+
+
+def evaluation_examples(data: PreparedData, split: str, max_len: int, histories: list | None = None) -> TensorDataset:
+    """(index, user, history [max_len], target) for the validation or test split; ``histories`` may replace the
+    stored ones (noisy inputs)."""
+    examples = getattr(data, split)
+    histories = list(examples["history"]) if histories is None else histories
+    return TensorDataset(torch.arange(len(examples)), torch.from_numpy(examples["user"].to_numpy(np.int64, copy=True)),
+                         torch.from_numpy(left_pad(histories, max_len)),
+                         torch.from_numpy(examples["target"].to_numpy(np.int64, copy=True)))

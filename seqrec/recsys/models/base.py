@@ -1,0 +1,52 @@
+"""What every sequential recommender shares: an item table, a user state per history, scores over all items."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from seqrec.recsys.models.item_table import item_table
+
+
+class SequentialRecommender(nn.Module):
+    """Subclasses implement ``encode(users, histories) -> [batch, hidden]``; scoring and the loss are shared.
+
+    The default loss is cross-entropy of the next item over the whole catalogue (RecBole's CE); with
+    ``loss="bce"`` one sampled negative per example is scored instead (SASRec's original objective).
+    """
+
+    def __init__(self, num_items: int, hidden: int, frozen_items=None, loss: str = "ce"):
+        super().__init__()
+        self.num_items = num_items
+        self.items = item_table(num_items, hidden, frozen_items)
+        self.loss_type = loss
+
+    def encode(self, users: torch.Tensor, histories: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def output_items(self) -> torch.Tensor:
+        """The item vectors scores are taken against (tied with the input table)."""
+        return self.items.all_items()
+
+    def scores(self, users: torch.Tensor, histories: torch.Tensor) -> torch.Tensor:
+        """[batch, num_items + 1]; the padding item's score is -inf so that it is never ranked."""
+        logits = self.encode(users, histories) @ self.output_items().T
+        logits[:, 0] = float("-inf")
+        return logits
+
+    def forward(self, users: torch.Tensor, histories: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """The training loss (called through forward so that DistributedDataParallel syncs gradients)."""
+        return self.loss(users, histories, targets)
+
+    def loss(self, users: torch.Tensor, histories: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        state = self.encode(users, histories)
+        table = self.output_items()
+        if self.loss_type == "bce":
+            negatives = torch.randint(1, self.num_items + 1, targets.shape, device=targets.device)
+            positive = (state * table[targets]).sum(-1)
+            negative = (state * table[negatives]).sum(-1)
+            return F.softplus(-positive).mean() + F.softplus(negative).mean()
+        logits = state @ table.T
+        logits[:, 0] = float("-inf")
+        return F.cross_entropy(logits, targets)

@@ -1,0 +1,43 @@
+"""Caser (Tang & Wang, 2018): horizontal and vertical convolutions over the history's embedding 'image'."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from seqrec.recsys.models.base import SequentialRecommender
+
+
+@dataclass
+class CaserConfig:
+    hidden: int = 128
+    horizontal_filters: int = 16
+    vertical_filters: int = 4
+    dropout: float = 0.3
+    max_len: int = 10
+    loss: str = "ce"
+
+
+class Caser(SequentialRecommender):
+    def __init__(self, num_items: int, config: CaserConfig, frozen_items=None, num_users: int = 0):
+        super().__init__(num_items, config.hidden, frozen_items, config.loss)
+        self.config = config
+        length = config.max_len
+        self.horizontal = nn.ModuleList(nn.Conv2d(1, config.horizontal_filters, (height, config.hidden))
+                                        for height in range(1, length + 1))
+        self.vertical = nn.Conv2d(1, config.vertical_filters, (length, 1))
+        features = config.horizontal_filters * length + config.vertical_filters * config.hidden
+        self.users = nn.Embedding(num_users + 1, config.hidden)
+        self.fully_connected = nn.Linear(features, config.hidden)
+        self.dropout = nn.Dropout(config.dropout)
+        self.output = nn.Linear(2 * config.hidden, config.hidden)
+
+    def encode(self, users: torch.Tensor, histories: torch.Tensor) -> torch.Tensor:
+        image = self.items(histories).unsqueeze(1)  # [batch, 1, L, hidden]
+        horizontal = [F.relu(conv(image)).squeeze(3).max(dim=2).values for conv in self.horizontal]
+        vertical = self.vertical(image).flatten(1)
+        z = F.relu(self.fully_connected(self.dropout(torch.cat([*horizontal, vertical], dim=1))))
+        return self.output(torch.cat([z, self.users(users)], dim=1))

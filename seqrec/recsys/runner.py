@@ -1,0 +1,206 @@
+"""`seqrec train` and `seqrec evaluate`: resolve a config, train over seeds, evaluate, record everything."""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+from contextlib import nullcontext
+from pathlib import Path
+
+import numpy as np
+import torch
+from accelerate import PartialState
+from accelerate.utils import broadcast_object_list
+
+from seqrec.data.noise import parse_noise
+from seqrec.data.prepare import get_dataset, load_dataset
+from seqrec.data.batches import next_item_examples
+from seqrec.errors import SeqrecError
+from seqrec.recsys.evaluate import Evaluator, parse_protocol
+from seqrec.recsys.metrics import FULL_KS, SAMPLED_HR_KS, SAMPLED_NDCG_KS
+from seqrec.recsys.models import MODELS
+from seqrec.recsys.train import TrainConfig, fit, make_accelerator
+from seqrec.settings import get_settings
+from seqrec.store import Artifact, file_digest, open_store
+
+RANGES = {  # hyper-parameter -> (lowest allowed, highest allowed)
+    "hidden": (1, 8192), "layers": (1, 48), "heads": (1, 64), "dropout": (0.0, 0.99), "epochs": (1, 100_000),
+    "batch_size": (1, 1 << 20), "lr": (1e-8, 10.0), "weight_decay": (0.0, 10.0), "eval_every": (1, 100_000),
+    "patience": (1, 100_000), "grad_accum": (1, 4096), "mask_prob": (0.01, 0.99),
+    "horizontal_filters": (1, 4096), "vertical_filters": (1, 4096),
+}
+CHOICES = {"loss": ("ce", "bce"), "mixed_precision": ("no", "bf16", "fp16")}
+
+
+def metric_names(protocol: str) -> list[str]:
+    if parse_protocol(protocol) is None:
+        return [f"{name}@{k}" for name in ("recall", "ndcg") for k in FULL_KS] + ["mrr"]
+    return [f"hr@{k}" for k in SAMPLED_HR_KS] + [f"ndcg@{k}" for k in SAMPLED_NDCG_KS]
+
+
+def resolve_hyper(model_name: str, max_len: int, protocol: str, hyper: dict):
+    """(model config, train config) from defaults and the user's values, every value checked."""
+    if model_name not in MODELS:
+        close = difflib.get_close_matches(model_name, MODELS, n=1)
+        hint = f"; did you mean {close[0]}?" if close else ""
+        raise SeqrecError(f"unknown model {model_name!r} (choose {', '.join(MODELS)}){hint}")
+    model_class, model_config_class = MODELS[model_name]
+    model_fields = {f.name for f in dataclasses.fields(model_config_class)} - {"max_len"}
+    train_fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = sorted(set(hyper) - model_fields - train_fields)
+    if unknown:
+        raise SeqrecError(f"{model_name} does not take {', '.join(unknown)}; it takes "
+                          f"{', '.join(sorted(model_fields | train_fields))}")
+    for key, value in hyper.items():
+        if key in RANGES and not RANGES[key][0] <= value <= RANGES[key][1]:
+            raise SeqrecError(f"{key} = {value} is out of range [{RANGES[key][0]}, {RANGES[key][1]}]")
+        if key in CHOICES and value not in CHOICES[key]:
+            raise SeqrecError(f"{key} must be one of {', '.join(CHOICES[key])}, got {value!r}")
+    model_config = model_config_class(max_len=max_len, **{k: v for k, v in hyper.items() if k in model_fields})
+    train_config = TrainConfig(**{k: v for k, v in hyper.items() if k in train_fields})
+    if getattr(model_config, "heads", 1) and model_config.hidden % getattr(model_config, "heads", 1):
+        raise SeqrecError(f"hidden ({model_config.hidden}) must be divisible by heads ({model_config.heads})")
+    if train_config.metric not in metric_names(protocol):
+        raise SeqrecError(f"metric {train_config.metric!r} is not computed under {protocol}; choose one of "
+                          f"{', '.join(metric_names(protocol))}")
+    return model_class, model_config, train_config
+
+
+def item_embeddings(spec: str | None, num_items: int) -> tuple[np.ndarray | None, Artifact | None, dict]:
+    """Frozen item embeddings from a .npy file, ``artifact:ID`` or ``run:ID`` (its item-embeddings artifact)."""
+    if spec in (None, "", "id"):
+        return None, None, {"item_emb": None}
+    store = open_store()
+    artifact = None
+    if spec.startswith("artifact:"):
+        artifact = store.get_artifact(int(spec.split(":", 1)[1]))
+        path = Path(artifact.path)
+    elif spec.startswith("run:"):
+        found = store.artifacts(int(spec.split(":", 1)[1]), kind="item-embeddings")
+        if not found:
+            raise SeqrecError(f"run {spec.split(':', 1)[1]} has no item-embeddings artifact")
+        artifact, path = found[-1], Path(found[-1].path)
+    else:
+        path = Path(spec)
+    if not path.exists():
+        raise SeqrecError(f"item embeddings {path} do not exist")
+    try:
+        matrix = np.load(path)
+    except ValueError as exc:
+        raise SeqrecError(f"{path} is not a .npy matrix: {exc}") from None
+    if matrix.ndim != 2 or matrix.shape[0] != num_items + 1:
+        raise SeqrecError(f"item embeddings {path} have shape {matrix.shape}, but the dataset needs "
+                          f"{num_items + 1} rows (its {num_items} items plus padding row 0)")
+    label = artifact.meta.get("label", spec) if artifact is not None else spec
+    return matrix, artifact, {"item_emb": label, "item_emb_sha256": file_digest(path)[0]}
+
+
+def main_process_run(kind: str, config: dict, **run_options):
+    """The run is opened by the main process only; every process learns its id and folder."""
+    state = PartialState()
+    context = open_store().start_run(kind, config, **run_options) if state.is_main_process else nullcontext(None)
+    return state, context
+
+
+def shared_run_dir(run) -> Path:
+    run_id = broadcast_object_list([run.id if run is not None else None])[0]
+    return get_settings().runs_dir / str(run_id)
+
+
+def train_one(data, dataset_row, model_name: str, seed: int, frozen, inputs, config: dict, protocol: str,
+              noise: str | None, mask_seen: bool, hyper: dict, experiment: str | None, resume: int | None) -> int | None:
+    model_class, model_config, train_config = resolve_hyper(model_name, data.max_len, protocol, hyper)
+    _, context = main_process_run("train", config, experiment=experiment, seed=seed, dataset=data.name,
+                                  inputs=inputs, resume=resume)
+    with context as run:
+        run_dir = shared_run_dir(run)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        accelerator = make_accelerator(train_config, run)
+        folder = Path(dataset_row.path)
+        valid = Evaluator(data, "valid", protocol=protocol, seed=seed, mask_seen_items=mask_seen, data_folder=folder)
+        test = Evaluator(data, "test", protocol=protocol, noise=noise, seed=seed, mask_seen_items=mask_seen,
+                         data_folder=folder)
+        torch.manual_seed(seed)
+        model = model_class(data.num_items, model_config, frozen, num_users=int(data.train["user"].max()))
+        model, state = fit(model, next_item_examples(data, data.max_len), valid.evaluate, train_config, accelerator,
+                           run_dir, seed, resume=resume is not None)
+        metrics = test.evaluate(model, accelerator)
+        accelerator.log(metrics, step=state.best_epoch, log_kwargs={"seqrec": {"split": "test"}})
+        accelerator.end_training()
+        if run is not None:
+            (run_dir / "model.json").write_text(json.dumps({"model": model_name, **config}, default=str))
+            run.log_artifact(run_dir / "best.pt", kind="model", meta={"model": model_name})
+            return run.id
+    return None
+
+
+def train_model(model: str, dataset: str, seeds: list[int] = (0,), item_emb: str | None = None,
+                eval: str = "full", noise: str | None = None, mask_seen: bool = False, resume: int | None = None,
+                experiment: str | None = None, **hyper) -> list[int]:
+    """Train ``model`` on ``dataset`` once per seed; returns the run ids (on the main process)."""
+    parse_protocol(eval)
+    parse_noise(noise)
+    if resume is not None:
+        previous = open_store().get_run(resume)
+        if previous.status == "finished":
+            raise SeqrecError(f"run {resume} is finished; there is nothing to resume")
+        if previous.kind != "train":
+            raise SeqrecError(f"run {resume} is a {previous.kind} run, not a training run")
+        config = previous.config
+        return [train_one(load_dataset(previous.dataset), get_dataset(previous.dataset), config["model"],
+                          previous.seed, item_embeddings(config.get("item_emb_source"), config["num_items"])[0],
+                          (), config, config["eval"], config.get("noise"), config.get("mask_seen", False),
+                          config["hyper"], previous.experiment, resume)]
+    dataset_row = get_dataset(dataset)
+    data = load_dataset(dataset)
+    resolve_hyper(model, data.max_len, eval, hyper)  # fail before any work
+    frozen, artifact, embedding_record = item_embeddings(item_emb, data.num_items)
+    run_ids = []
+    for seed in seeds:
+        config = {"model": model, "dataset_fingerprint": dataset_row.fingerprint, "eval": eval, "noise": noise,
+                  "mask_seen": mask_seen, "num_items": data.num_items, "max_len": data.max_len,
+                  "item_emb_source": item_emb, **embedding_record, "hyper": dict(sorted(hyper.items())),
+                  **_resolved(model, data.max_len, eval, hyper)}
+        run_ids.append(train_one(data, dataset_row, model, seed, frozen, [artifact] if artifact else [], config,
+                                 eval, noise, mask_seen, hyper, experiment, None))
+    return run_ids
+
+
+def _resolved(model: str, max_len: int, protocol: str, hyper: dict) -> dict:
+    """Every hyper-parameter with its default filled in, flat, so runs can be compared and grouped by any."""
+    _, model_config, train_config = resolve_hyper(model, max_len, protocol, hyper)
+    return {**dataclasses.asdict(model_config), **dataclasses.asdict(train_config)}
+
+
+def evaluate_run(run_id: int, noise: str | None = None, eval: str | None = None, mask_seen: bool | None = None,
+                 experiment: str | None = None) -> int:
+    """Re-evaluate a trained run's best model on the test split into a new run linked to it."""
+    store = open_store()
+    trained = store.get_run(run_id)
+    if trained.kind != "train" or trained.status != "finished":
+        raise SeqrecError(f"run {run_id} is a {trained.status} {trained.kind} run; evaluate needs a finished training run")
+    models = store.artifacts(run_id, kind="model")
+    if not models or not Path(models[-1].path).exists():
+        raise SeqrecError(f"run {run_id} has no saved model to evaluate")
+    config = {**trained.config, "source_run": run_id,
+              "eval": eval or trained.config["eval"], "noise": noise if noise is not None else trained.config.get("noise"),
+              "mask_seen": trained.config.get("mask_seen", False) if mask_seen is None else mask_seen}
+    parse_protocol(config["eval"])
+    parse_noise(config["noise"])
+    data = load_dataset(trained.dataset)
+    model_class, model_config, train_config = resolve_hyper(config["model"], data.max_len, config["eval"],
+                                                            {k: v for k, v in config["hyper"].items() if k != "metric"})
+    frozen = item_embeddings(config.get("item_emb_source"), data.num_items)[0]
+    _, context = main_process_run("evaluate", config, experiment=experiment or trained.experiment, seed=trained.seed,
+                                  dataset=trained.dataset, inputs=[models[-1]])
+    with context as run:
+        accelerator = make_accelerator(train_config, run)
+        model = model_class(data.num_items, model_config, frozen, num_users=int(data.train["user"].max()))
+        model.load_state_dict(torch.load(models[-1].path, map_location="cpu", weights_only=True))
+        model = accelerator.prepare(model)
+        evaluator = Evaluator(data, "test", protocol=config["eval"], noise=config["noise"], seed=trained.seed,
+                              mask_seen_items=config["mask_seen"], data_folder=Path(get_dataset(trained.dataset).path))
+        accelerator.log(evaluator.evaluate(model, accelerator), log_kwargs={"seqrec": {"split": "test"}})
+        accelerator.end_training()
+        return run.id if run is not None else None

@@ -1,0 +1,126 @@
+"""The shared training loop: Accelerate on one CPU, one GPU or several processes.
+
+Each epoch trains on shuffled batches (a seeded order per epoch), then every ``eval_every`` epochs the model is
+evaluated on validation; the best weights are kept, a full checkpoint (model, optimizer, RNG states, loop state)
+is written, and training stops after ``patience`` evaluations without improvement. ``resume`` continues from the
+last checkpoint and reaches the same result an uninterrupted run would.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from accelerate import Accelerator
+from accelerate.utils import DataLoaderConfiguration, set_seed
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from torch.utils.data import DataLoader, Dataset
+
+from seqrec.store.tracker import SeqrecTracker
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 200
+    batch_size: int = 256
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    eval_every: int = 1
+    patience: int = 10
+    metric: str = "ndcg@10"
+    grad_accum: int = 1
+    mixed_precision: str = "no"  # no | bf16 | fp16
+
+
+@dataclass
+class LoopState:
+    """What a checkpoint must remember beside the tensors to continue exactly where it stopped."""
+
+    epoch: int = 0  # epochs completed
+    best: float = -math.inf
+    best_epoch: int = -1
+    evaluations_without_improvement: int = 0
+
+    def save(self, path: Path) -> None:
+        path.write_text(json.dumps(asdict(self)))
+
+    @classmethod
+    def load(cls, path: Path) -> "LoopState":
+        return cls(**json.loads(path.read_text()))
+
+
+def make_accelerator(config: TrainConfig, run=None) -> Accelerator:
+    accelerator = Accelerator(gradient_accumulation_steps=config.grad_accum, mixed_precision=config.mixed_precision,
+                       log_with=[SeqrecTracker(run)] if run is not None else None,
+                              dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True))
+    if run is not None:
+        accelerator.init_trackers("seqrec")
+    return accelerator
+
+
+def progress_bar(accelerator: Accelerator) -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
+                    TimeRemainingColumn(), disable=not accelerator.is_main_process, transient=True)
+
+
+def fit(model: torch.nn.Module, train_set: Dataset, validate, config: TrainConfig, accelerator: Accelerator,
+        run_dir: Path, seed: int, resume: bool = False) -> tuple[torch.nn.Module, LoopState]:
+    """Train with early stopping on ``validate(model, accelerator) -> metrics``; returns the best model."""
+    set_seed(seed)
+    checkpoint = run_dir / "checkpoint"
+    best_weights = run_dir / "best.pt"
+    loader = DataLoader(train_set, batch_size=config.batch_size, shuffle=True,
+                        generator=torch.Generator().manual_seed(seed))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
+    state = LoopState()
+    if resume and (checkpoint / "loop.json").exists():
+        accelerator.load_state(str(checkpoint))
+        state = LoopState.load(checkpoint / "loop.json")
+
+    with progress_bar(accelerator) as bar:
+        task = bar.add_task("training", total=config.epochs, completed=state.epoch, info="")
+        for epoch in range(state.epoch, config.epochs):
+            loader.set_epoch(epoch)
+            model.train()
+            total, batches = torch.zeros((), device=accelerator.device), 0
+            for batch in loader:
+                with accelerator.accumulate(model):
+                    loss = model(*batch)
+                    accelerator.backward(loss)
+                    optimizer.step()
+                    optimizer.zero_grad()
+                total += loss.detach()
+                batches += 1
+            mean_loss = float(accelerator.reduce(total, "mean")) / max(batches, 1)
+            accelerator.log({"loss": mean_loss}, step=epoch + 1, log_kwargs={"seqrec": {"split": "train"}})
+            state.epoch = epoch + 1
+            info = f"loss {mean_loss:.4f}"
+
+            if state.epoch % config.eval_every == 0 or state.epoch == config.epochs:
+                metrics = validate(model, accelerator)
+                accelerator.log(metrics, step=state.epoch, log_kwargs={"seqrec": {"split": "valid"}})
+                score = metrics[config.metric]
+                if score > state.best:
+                    state.best, state.best_epoch, state.evaluations_without_improvement = score, state.epoch, 0
+                    if accelerator.is_main_process:
+                        torch.save(accelerator.unwrap_model(model).state_dict(), best_weights)
+                else:
+                    state.evaluations_without_improvement += 1
+                accelerator.save_state(str(checkpoint))
+                if accelerator.is_main_process:
+                    state.save(checkpoint / "loop.json")
+                accelerator.wait_for_everyone()
+                info += f"  {config.metric} {score:.4f} (best {state.best:.4f} @ {state.best_epoch})"
+                if state.evaluations_without_improvement >= config.patience:
+                    break
+            bar.update(task, completed=state.epoch, info=info)
+
+    accelerator.wait_for_everyone()
+    model = accelerator.unwrap_model(model)
+    if best_weights.exists():
+        model.load_state_dict(torch.load(best_weights, map_location=accelerator.device, weights_only=True))
+    return model, state
