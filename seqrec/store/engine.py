@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from contextlib import closing
 from pathlib import Path
 
 from alembic import command
@@ -15,7 +16,6 @@ from sqlalchemy.engine import make_url
 from seqrec.errors import SeqrecError
 from seqrec.resources import resource_dir
 
-SQLITE_HEADER = b"SQLite format 3\x00"
 BUSY_TIMEOUT_MS = 30_000
 
 
@@ -56,12 +56,18 @@ def create_db_engine(url: str) -> Engine:
 
 
 def check_sqlite_file(path: Path) -> None:
-    """Refuse, without touching it, a file that is not a SQLite database."""
+    """Refuse, without touching it, a file that is not a SQLite database.
+
+    The probe goes through SQLite itself: opening and closing the file with plain Python I/O would drop this
+    process's POSIX locks on it, and other processes could then delete the WAL under our open connections.
+    """
     if not path.exists() or path.stat().st_size == 0:
         return
-    with path.open("rb") as handle:
-        if handle.read(len(SQLITE_HEADER)) != SQLITE_HEADER:
-            raise SeqrecError(f"{path} is not a SQLite database (set SEQREC_DB or SEQREC_HOME to another location)")
+    try:
+        with closing(sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000)) as connection:
+            connection.execute("PRAGMA schema_version").fetchone()
+    except sqlite3.DatabaseError:
+        raise SeqrecError(f"{path} is not a SQLite database (set SEQREC_DB or SEQREC_HOME to another location)") from None
 
 
 def stored_revision(url: str) -> str | None:
@@ -71,7 +77,9 @@ def stored_revision(url: str) -> str | None:
         if not path.exists():
             return None
         try:
-            with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as connection:
+            # A plain connection (not mode=ro): read-only connections cannot read a WAL database that another
+            # process is writing. Only SELECTs run here, so nothing changes.
+            with closing(sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000)) as connection:
                 has_table = connection.execute(
                     "SELECT 1 FROM sqlite_master WHERE type='table' AND name='alembic_version'"
                 ).fetchone()

@@ -232,9 +232,14 @@ class Store:
         return run
 
 
+_open_stores: dict[str, Store] = {}
+
+
 def open_store(settings: Settings | None = None) -> Store:
-    """Open (and migrate, if needed) the database named by the settings."""
+    """Open (and migrate, if needed) the database named by the settings; one Store per database and process."""
     settings = settings or get_settings()
+    if settings.db_url in _open_stores and _open_stores[settings.db_url].settings == settings:
+        return _open_stores[settings.db_url]
     settings.ensure_home()
     db_file = sqlite_path(settings.db_url)
     if db_file is not None:
@@ -243,4 +248,5 @@ def open_store(settings: Settings | None = None) -> Store:
         except OSError as exc:
             raise SeqrecError(f"cannot create the database folder {db_file.parent}: {exc.strerror or exc}") from None
     upgrade_database(settings.db_url)
-    return Store(settings)
+    _open_stores[settings.db_url] = Store(settings)
+    return _open_stores[settings.db_url]

@@ -1,0 +1,20 @@
+"""A tiny prepared dataset with a learnable pattern (each user walks the catalogue in steps of one or two)."""
+
+import numpy as np
+import pandas as pd
+
+from seqrec.data.prepare import prepare_csv
+
+
+def make_walk_dataset(folder, name="walk", users=40, items=24, length=14, seed=0):
+    rng = np.random.default_rng(seed)
+    rows = []
+    for user in range(users):
+        start, step = int(rng.integers(items)), 1 + user % 2
+        for t in range(length):
+            rows.append((f"u{user}", f"i{(start + step * t) % items}", 5, 1_000 + t))
+    folder.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame(rows, columns=["user_id", "item_id", "rating", "timestamp"]).to_csv(folder / "inter.csv", index=False)
+    pd.DataFrame({"item_id": [f"i{i}" for i in range(items)],
+                  "title": [f"Item number {i}" for i in range(items)]}).to_csv(folder / "items.csv", index=False)
+    return prepare_csv(folder / "inter.csv", folder / "items.csv", name=name, k_core=2, max_len=5)

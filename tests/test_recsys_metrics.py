@@ -1,0 +1,56 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from seqrec.recsys.metrics import full_metrics, mask_seen, sampled_metrics, sampled_ranks, target_ranks
+
+
+def test_ranks_and_metrics_on_a_hand_computed_case():
+    scores = torch.tensor([[-math.inf, 0.9, 0.5, 0.7, 0.1],
+                           [-math.inf, 0.1, 0.2, 0.3, 0.4]])
+    targets = torch.tensor([3, 1])
+    ranks = target_ranks(scores, targets)
+    assert ranks.tolist() == [1, 3]
+    values = full_metrics(ranks)
+    assert values["recall@1"].tolist() == [0.0, 0.0]
+    assert values["recall@5"].tolist() == [1.0, 1.0]
+    assert values["ndcg@5"][0].item() == pytest.approx(1 / math.log2(3))
+    assert values["ndcg@5"][1].item() == pytest.approx(1 / math.log2(5))
+    assert values["mrr"].tolist() == pytest.approx([1 / 2, 1 / 4])
+
+
+def test_ties_count_against_the_target():
+    scores = torch.tensor([[-math.inf, 0.5, 0.5, 0.5]])
+    assert target_ranks(scores, torch.tensor([2])).tolist() == [2]
+    constant = torch.zeros(1, 100)
+    constant[0, 0] = -math.inf
+    assert full_metrics(target_ranks(constant, torch.tensor([7])))["recall@20"].item() == 0.0
+
+
+def test_k_larger_than_the_catalogue_and_padding_never_ranked():
+    scores = torch.tensor([[-math.inf, 0.1, 0.2]])
+    values = full_metrics(target_ranks(scores, torch.tensor([1])))
+    assert values["recall@20"].item() == 1.0 and values["recall@1"].item() == 0.0
+    assert values["ndcg@20"].item() == pytest.approx(1 / math.log2(3))
+
+
+def test_masking_seen_items_lifts_the_target_but_never_masks_it():
+    scores = torch.tensor([[-math.inf, 0.9, 0.8, 0.7, 0.1]])
+    target = torch.tensor([3])
+    assert target_ranks(scores, target).tolist() == [2]
+    masked = mask_seen(scores, [np.array([1, 2, 3])], target)
+    assert target_ranks(masked, target).tolist() == [0]
+    assert masked[0, 3].item() == pytest.approx(0.7)
+
+
+def test_sampled_candidates_rank_the_positive_among_its_negatives():
+    scores = torch.tensor([[-math.inf, 0.9, 0.8, 0.7, 0.1, 0.95]])
+    candidates = torch.tensor([[2, 1, 4, 5]])  # positive 2 (0.8) vs 0.9, 0.1, 0.95
+    ranks = sampled_ranks(scores, candidates)
+    assert ranks.tolist() == [2]
+    values = sampled_metrics(ranks)
+    assert set(values) == {"hr@1", "hr@5", "hr@10", "ndcg@5", "ndcg@10"}
+    assert values["hr@1"].item() == 0.0 and values["hr@5"].item() == 1.0
+    assert values["ndcg@5"].item() == pytest.approx(0.5)

@@ -1,0 +1,132 @@
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from recsys_fixtures import make_walk_dataset
+from seqrec.cli import app
+from seqrec.errors import SeqrecError
+from seqrec.recsys import evaluate as evaluate_module
+from seqrec.recsys.runner import evaluate_run, train_model
+from seqrec.store import open_store
+
+FAST = dict(hidden=32, heads=2, layers=1, epochs=30, batch_size=32, lr=1e-2, dropout=0.1)
+RECURRENT_OR_CONVOLUTIONAL = ("gru4rec", "caser")
+
+
+@pytest.fixture
+def walk(tmp_path):
+    return make_walk_dataset(tmp_path / "raw")
+
+
+@pytest.mark.parametrize("model", ["sasrec", "gru4rec", "caser", "bert4rec"])
+def test_every_model_learns_the_walk(walk, model):
+    hyper = {k: v for k, v in FAST.items() if not (model in RECURRENT_OR_CONVOLUTIONAL and k in ("heads", "layers"))}
+    if model == "bert4rec":
+        hyper["epochs"] = 80  # masked-item training needs more passes over 40 users
+    (run_id,) = train_model(model, "walk", seeds=[0], patience=100, **hyper)
+    store = open_store()
+    losses = [m.value for m in store.metrics(run_id, split="train", key="loss")]
+    assert len(losses) == hyper["epochs"] and losses[-1] < losses[0]
+    test = store.final_metrics(run_id)["test"]
+    assert set(test) >= {"recall@10", "ndcg@10", "mrr"}
+    assert test["recall@10"] > 0.6  # chance is 10 / 24
+    assert store.get_run(run_id).status == "finished" and store.artifacts(run_id, kind="model")
+
+
+def test_a_resumed_run_ends_with_the_same_metrics(walk, monkeypatch):
+    (uninterrupted,) = train_model("sasrec", "walk", seeds=[1], patience=100, **{**FAST, "epochs": 6})
+    calls = {"n": 0}
+    original = evaluate_module.Evaluator.evaluate
+
+    def interrupt_on_third_validation(self, model, accelerator):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return original(self, model, accelerator)
+
+    monkeypatch.setattr(evaluate_module.Evaluator, "evaluate", interrupt_on_third_validation)
+    with pytest.raises(KeyboardInterrupt):
+        train_model("sasrec", "walk", seeds=[1], patience=100, **{**FAST, "epochs": 6})
+    store = open_store()
+    interrupted = store.list_runs(status="interrupted")[0].id
+    monkeypatch.setattr(evaluate_module.Evaluator, "evaluate", original)
+    train_model("sasrec", None, resume=interrupted)
+    assert store.get_run(interrupted).status == "finished"
+    expected = store.final_metrics(uninterrupted)["test"]
+    resumed = store.final_metrics(interrupted)["test"]
+    assert resumed == pytest.approx(expected, abs=1e-6)
+
+
+def test_sampled_evaluation_stores_and_reuses_candidates(walk):
+    (first,) = train_model("gru4rec", "walk", seeds=[0], eval="sampled:5", hidden=16, epochs=2)
+    files = list((open_store().settings.data_dir / "walk").glob("candidates-test-5-seed0.parquet"))
+    assert len(files) == 1
+    before = files[0].read_bytes()
+    train_model("gru4rec", "walk", seeds=[0], eval="sampled:5", hidden=16, epochs=1)
+    assert files[0].read_bytes() == before
+    assert set(open_store().final_metrics(first)["test"]) == {"hr@1", "hr@5", "hr@10", "ndcg@5", "ndcg@10"}
+
+
+def test_evaluate_makes_a_linked_run_with_noise(walk):
+    (trained,) = train_model("sasrec", "walk", seeds=[0], **FAST)
+    evaluated = evaluate_run(trained, noise="deletion")
+    store = open_store()
+    run = store.get_run(evaluated)
+    assert run.kind == "evaluate" and run.config["noise"] == "deletion" and run.config["source_run"] == trained
+    assert [link.input_run_id for link in store.inputs(evaluated)] == [trained]
+    assert "ndcg@10" in store.final_metrics(evaluated)["test"]
+
+
+def test_frozen_item_embeddings_with_an_adapter(walk, tmp_path):
+    matrix = np.random.default_rng(0).normal(size=(25, 8)).astype(np.float32)
+    np.save(tmp_path / "emb.npy", matrix)
+    (run_id,) = train_model("sasrec", "walk", seeds=[0], item_emb=str(tmp_path / "emb.npy"), **FAST)
+    config = open_store().get_run(run_id).config
+    assert config["item_emb"] == str(tmp_path / "emb.npy") and len(config["item_emb_sha256"]) == 64
+    np.save(tmp_path / "wrong.npy", matrix[:10])
+    with pytest.raises(SeqrecError, match="needs 25 rows"):
+        train_model("sasrec", "walk", item_emb=str(tmp_path / "wrong.npy"))
+
+
+@pytest.mark.parametrize("args, message", [
+    (["train", "transformer", "--dataset", "walk"], "unknown model 'transformer'"),
+    (["train", "sasrec", "--dataset", "nowhere"], "no dataset named 'nowhere'"),
+    (["train", "sasrec", "--dataset", "walk", "--dropout", "1.5"], "dropout = 1.5 is out of range"),
+    (["train", "sasrec", "--dataset", "walk", "--eval", "sampled:x"], "unknown evaluation protocol"),
+    (["train", "sasrec", "--dataset", "walk", "--noise", "insertion"], "unknown noise"),
+    (["train", "sasrec", "--dataset", "walk", "--metric", "hr@10"], "metric 'hr@10' is not computed under full"),
+])
+def test_bad_input_is_one_line_and_exit_2(walk, args, message):
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2, result.output
+    assert message in result.stderr and "Traceback" not in result.output
+    assert open_store().list_runs() == []
+
+
+def test_resuming_a_finished_run_is_refused(walk):
+    (run_id,) = train_model("gru4rec", "walk", seeds=[0], hidden=16, epochs=1)
+    result = CliRunner().invoke(app, ["train", "sasrec", "--resume", str(run_id)])
+    assert result.exit_code == 2 and "is finished" in result.stderr
+
+
+def test_two_processes_under_accelerate_launch_make_one_run(walk, seqrec_home):
+    (single,) = train_model("sasrec", "walk", seeds=[0], **FAST)
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2",
+               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+               "-m", "seqrec", "train", "sasrec", "--dataset", "walk", "--seeds", "0", "--experiment", "ddp",
+               *[f"--{key.replace('_', '-')}={value}" for key, value in FAST.items()]]
+    result = subprocess.run(command, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    store = open_store()
+    (run,) = store.list_runs(experiment="ddp")
+    assert run.status == "finished"
+    assert len(store.metrics(run.id, split="test", key="ndcg@10")) == 1
+    losses = store.metrics(run.id, split="train", key="loss")
+    assert len(losses) == FAST["epochs"]
+    single_loss = store.metrics(single, split="train", key="loss")[-1].value
+    assert losses[-1].value == pytest.approx(single_loss, rel=0.5)
