@@ -97,7 +97,7 @@ def test_seqrec_db_overrides_the_database_location(tmp_path, monkeypatch):
 
 
 def test_planned_groups_only_show_help():
-    result = invoke("run")
+    result = invoke("distill")
     assert "not built yet" in result.output
 
 

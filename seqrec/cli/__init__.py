@@ -5,7 +5,7 @@ from typing import Optional
 import typer
 
 from seqrec import __version__
-from seqrec.cli import dashboard, data, db, report, runs, train
+from seqrec.cli import dashboard, data, db, report, run, runs, train
 from seqrec.cli._app import command_group, console
 
 app = command_group(
@@ -17,6 +17,7 @@ app.add_typer(db.app, name="db")
 app.add_typer(runs.app, name="runs")
 app.command("train")(train.train)
 app.command("evaluate")(train.evaluate)
+app.command("run")(run.run)
 app.command("report")(report.report)
 app.command("dashboard")(dashboard.dashboard)
 
@@ -25,7 +26,6 @@ PLANNED = {
     "models": "LLM model registry: list, show and pull models (not built yet).",
     "embed": "Item embeddings from text encoders and LLMs, and LLM2Rec training (not built yet).",
     "distill": "Distill an LLM item embedder from a teacher into a student (not built yet).",
-    "run": "Run the experiments declared in experiments.toml (not built yet).",
 }
 for name, help_text in PLANNED.items():
     app.add_typer(command_group(help_text), name=name)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import json
 from contextlib import nullcontext
 from pathlib import Path
 
@@ -108,39 +107,28 @@ def shared_run_dir(run) -> Path:
     return get_settings().runs_dir / str(run_id)
 
 
-def train_one(data, dataset_row, model_name: str, seed: int, frozen, inputs, config: dict, protocol: str,
-              noise: str | None, mask_seen: bool, hyper: dict, experiment: str | None, resume: int | None) -> int | None:
-    model_class, model_config, train_config = resolve_hyper(model_name, data.max_len, protocol, hyper)
-    _, context = main_process_run("train", config, experiment=experiment, seed=seed, dataset=data.name,
-                                  inputs=inputs, resume=resume)
-    with context as run:
-        run_dir = shared_run_dir(run)
-        run_dir.mkdir(parents=True, exist_ok=True)
-        accelerator = make_accelerator(train_config, run)
-        folder = Path(dataset_row.path)
-        valid = Evaluator(data, "valid", protocol=protocol, seed=seed, mask_seen_items=mask_seen, data_folder=folder)
-        test = Evaluator(data, "test", protocol=protocol, noise=noise, seed=seed, mask_seen_items=mask_seen,
-                         data_folder=folder)
-        torch.manual_seed(seed)
-        model = model_class(data.num_items, model_config, frozen, num_users=int(data.train["user"].max()))
-        model, state = fit(model, next_item_examples(data, data.max_len), valid.evaluate, train_config, accelerator,
-                           run_dir, seed, resume=resume is not None)
-        metrics = test.evaluate(model, accelerator)
-        accelerator.log(metrics, step=state.best_epoch, log_kwargs={"seqrec": {"split": "test"}})
-        accelerator.end_training()
-        if run is not None:
-            (run_dir / "model.json").write_text(json.dumps({"model": model_name, **config}, default=str))
-            run.log_artifact(run_dir / "best.pt", kind="model", meta={"model": model_name})
-            return run.id
-    return None
+def train_config(model: str, dataset: str, seed: int, item_emb: str | None = None, eval: str = "full",
+                 noise: str | None = None, mask_seen: bool = False, **hyper) -> dict:
+    """The fully resolved config of one training run: its identity (hashed) and everything needed to rerun it.
+
+    Hyper-parameters appear flat with their defaults filled in, so runs can be grouped and compared by any of them.
+    """
+    parse_protocol(eval)
+    parse_noise(noise)
+    dataset_row = get_dataset(dataset)
+    max_len, num_items = dataset_row.options["max_len"], dataset_row.stats["items"]
+    _, model_config, trainer_config = resolve_hyper(model, max_len, eval, hyper)
+    return {"model": model, "dataset": dataset, "dataset_fingerprint": dataset_row.fingerprint, "seed": seed,
+            "eval": eval, "noise": noise, "mask_seen": mask_seen, "num_items": num_items,
+            "item_emb_source": item_emb, **item_embeddings(item_emb, num_items)[2],
+            "hyper": dict(sorted(hyper.items())),
+            **dataclasses.asdict(model_config), **dataclasses.asdict(trainer_config)}
 
 
-def train_model(model: str, dataset: str, seeds: list[int] = (0,), item_emb: str | None = None,
+def train_model(model: str, dataset: str | None, seeds: list[int] = (0,), item_emb: str | None = None,
                 eval: str = "full", noise: str | None = None, mask_seen: bool = False, resume: int | None = None,
                 experiment: str | None = None, **hyper) -> list[int]:
     """Train ``model`` on ``dataset`` once per seed; returns the run ids (on the main process)."""
-    parse_protocol(eval)
-    parse_noise(noise)
     if resume is not None:
         previous = open_store().get_run(resume)
         if previous.status == "finished":
@@ -148,29 +136,52 @@ def train_model(model: str, dataset: str, seeds: list[int] = (0,), item_emb: str
         if previous.kind != "train":
             raise SeqrecError(f"run {resume} is a {previous.kind} run, not a training run")
         config = previous.config
-        return [train_one(load_dataset(previous.dataset), get_dataset(previous.dataset), config["model"],
-                          previous.seed, item_embeddings(config.get("item_emb_source"), config["num_items"])[0],
-                          (), config, config["eval"], config.get("noise"), config.get("mask_seen", False),
-                          config["hyper"], previous.experiment, resume)]
-    dataset_row = get_dataset(dataset)
-    data = load_dataset(dataset)
-    resolve_hyper(model, data.max_len, eval, hyper)  # fail before any work
-    frozen, artifact, embedding_record = item_embeddings(item_emb, data.num_items)
-    run_ids = []
-    for seed in seeds:
-        config = {"model": model, "dataset_fingerprint": dataset_row.fingerprint, "eval": eval, "noise": noise,
-                  "mask_seen": mask_seen, "num_items": data.num_items, "max_len": data.max_len,
-                  "item_emb_source": item_emb, **embedding_record, "hyper": dict(sorted(hyper.items())),
-                  **_resolved(model, data.max_len, eval, hyper)}
-        run_ids.append(train_one(data, dataset_row, model, seed, frozen, [artifact] if artifact else [], config,
-                                 eval, noise, mask_seen, hyper, experiment, None))
-    return run_ids
+        return [train_one(config, previous.experiment, resume)]
+    configs = [train_config(model, dataset, seed, item_emb, eval, noise, mask_seen, **hyper) for seed in seeds]
+    return [train_one(config, experiment, None) for config in configs]
 
 
-def _resolved(model: str, max_len: int, protocol: str, hyper: dict) -> dict:
-    """Every hyper-parameter with its default filled in, flat, so runs can be compared and grouped by any."""
-    _, model_config, train_config = resolve_hyper(model, max_len, protocol, hyper)
-    return {**dataclasses.asdict(model_config), **dataclasses.asdict(train_config)}
+def train_one(config: dict, experiment: str | None, resume: int | None) -> int | None:
+    dataset_row = get_dataset(config["dataset"])
+    data = load_dataset(config["dataset"])
+    model_class, model_config, trainer_config = resolve_hyper(config["model"], data.max_len, config["eval"],
+                                                              config["hyper"])
+    frozen, artifact, _ = item_embeddings(config["item_emb_source"], data.num_items)
+    seed = config["seed"]
+    _, context = main_process_run("train", config, experiment=experiment, seed=seed, dataset=data.name,
+                                  inputs=[artifact] if artifact and resume is None else [], resume=resume)
+    with context as run:
+        run_dir = shared_run_dir(run)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        accelerator = make_accelerator(trainer_config, run)
+        evaluators = {split: Evaluator(data, split, protocol=config["eval"], seed=seed, mask_seen_items=config["mask_seen"],
+                                       noise=config["noise"] if split == "test" else None,
+                                       data_folder=Path(dataset_row.path)) for split in ("valid", "test")}
+        torch.manual_seed(seed)
+        model = model_class(data.num_items, model_config, frozen, num_users=int(data.train["user"].max()))
+        model, state = fit(model, next_item_examples(data, data.max_len), evaluators["valid"].evaluate,
+                           trainer_config, accelerator, run_dir, seed, resume=resume is not None)
+        metrics = evaluators["test"].evaluate(model, accelerator)
+        accelerator.log(metrics, step=state.best_epoch, log_kwargs={"seqrec": {"split": "test"}})
+        accelerator.end_training()
+        if run is not None:
+            run.log_artifact(run_dir / "best.pt", kind="model", meta={"model": config["model"]})
+            return run.id
+    return None
+
+
+def evaluation_config(trained, noise: str | None = None, eval: str | None = None,
+                      mask_seen: bool | None = None) -> dict:
+    """The config of re-evaluating a finished training run: its own config with the overrides applied."""
+    if trained.kind != "train" or trained.status != "finished":
+        raise SeqrecError(f"run {trained.id} is a {trained.status} {trained.kind} run; evaluate needs a finished "
+                          "training run")
+    config = {**trained.config, "source_run": trained.id, "eval": eval or trained.config["eval"],
+              "noise": noise if noise is not None else trained.config.get("noise"),
+              "mask_seen": trained.config.get("mask_seen", False) if mask_seen is None else mask_seen}
+    parse_protocol(config["eval"])
+    parse_noise(config["noise"])
+    return config
 
 
 def evaluate_run(run_id: int, noise: str | None = None, eval: str | None = None, mask_seen: bool | None = None,
@@ -178,24 +189,18 @@ def evaluate_run(run_id: int, noise: str | None = None, eval: str | None = None,
     """Re-evaluate a trained run's best model on the test split into a new run linked to it."""
     store = open_store()
     trained = store.get_run(run_id)
-    if trained.kind != "train" or trained.status != "finished":
-        raise SeqrecError(f"run {run_id} is a {trained.status} {trained.kind} run; evaluate needs a finished training run")
+    config = evaluation_config(trained, noise, eval, mask_seen)
     models = store.artifacts(run_id, kind="model")
     if not models or not Path(models[-1].path).exists():
         raise SeqrecError(f"run {run_id} has no saved model to evaluate")
-    config = {**trained.config, "source_run": run_id,
-              "eval": eval or trained.config["eval"], "noise": noise if noise is not None else trained.config.get("noise"),
-              "mask_seen": trained.config.get("mask_seen", False) if mask_seen is None else mask_seen}
-    parse_protocol(config["eval"])
-    parse_noise(config["noise"])
     data = load_dataset(trained.dataset)
-    model_class, model_config, train_config = resolve_hyper(config["model"], data.max_len, config["eval"],
-                                                            {k: v for k, v in config["hyper"].items() if k != "metric"})
+    hyper = {key: value for key, value in config["hyper"].items() if key != "metric"}
+    model_class, model_config, trainer_config = resolve_hyper(config["model"], data.max_len, config["eval"], hyper)
     frozen = item_embeddings(config.get("item_emb_source"), data.num_items)[0]
     _, context = main_process_run("evaluate", config, experiment=experiment or trained.experiment, seed=trained.seed,
                                   dataset=trained.dataset, inputs=[models[-1]])
     with context as run:
-        accelerator = make_accelerator(train_config, run)
+        accelerator = make_accelerator(trainer_config, run)
         model = model_class(data.num_items, model_config, frozen, num_users=int(data.train["user"].max()))
         model.load_state_dict(torch.load(models[-1].path, map_location="cpu", weights_only=True))
         model = accelerator.prepare(model)

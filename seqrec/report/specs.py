@@ -52,6 +52,7 @@ TABLES = {
         include=lambda config: not config.get("variant"),
         row_keys=("model", "item_emb", "noise", "rerank"),
         baseline={"noise": None, "rerank": None},
+        kinds=("train", "evaluate"),  # noisy inputs are usually a re-evaluation of a model trained on clean data
     ),
     "ablation": TableSpec(
         title="Ablations: each variant against the full model",

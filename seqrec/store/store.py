@@ -97,11 +97,14 @@ class Store:
         with self.session() as session:
             return list(session.exec(query))
 
-    def find_run(self, config_hash: str, *, kind: str | None = None, status: str = "finished") -> Run | None:
+    def find_run(self, config_hash: str, *, kind: str | None = None, status: str | tuple[str, ...] = "finished",
+                 experiment: str | None = None) -> Run | None:
         """The newest run with this resolved config (and status): how finished work is found and reused."""
-        query = select(Run).where(Run.config_hash == config_hash, Run.status == status).order_by(Run.id.desc())
-        if kind is not None:
-            query = query.where(Run.kind == kind)
+        statuses = (status,) if isinstance(status, str) else status
+        query = select(Run).where(Run.config_hash == config_hash, Run.status.in_(statuses)).order_by(Run.id.desc())
+        for column, value in ((Run.kind, kind), (Run.experiment, experiment)):
+            if value is not None:
+                query = query.where(column == value)
         with self.session() as session:
             return session.exec(query).first()
 

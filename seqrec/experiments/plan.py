@@ -1,0 +1,205 @@
+"""Planning and running declared experiments: what each run point is, whether the database already has it,
+and executing the points in dependency order while continuing past failures."""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from seqrec.data.prepare import prepare_source
+from seqrec.data.preprocess import PrepareOptions
+from seqrec.errors import SeqrecError
+from seqrec.experiments.grid import expand
+from seqrec.experiments.schema import ExperimentsFile, ExperimentSpec, load_experiments
+from seqrec.recsys.runner import evaluate_run, evaluation_config, train_config, train_model
+from seqrec.store import config_hash, open_store
+
+PREPARE_OPTIONS = {f.name for f in dataclasses.fields(PrepareOptions)}
+
+
+@dataclass
+class Point:
+    """One run of the plan."""
+
+    experiment: str
+    stage: str
+    params: dict
+    status: str  # to do | done | resume | waiting
+    run_id: int | None = None
+    execute: Callable[[], object] | None = None
+    error: str | None = None
+
+    @property
+    def label(self) -> str:
+        return ", ".join(f"{key}={value}" for key, value in self.params.items())
+
+
+@dataclass
+class Plan:
+    order: list[str]
+    points: dict[str, list[Point]] = field(default_factory=dict)
+
+
+def dependency_order(spec: ExperimentsFile, name: str, path: Path) -> list[str]:
+    """The experiment after everything it names in ``after`` (recursively), each once."""
+    order: list[str] = []
+
+    def visit(current: str, trail: tuple[str, ...]) -> None:
+        if current in trail:
+            raise SeqrecError(f"{path}: experiments.{current}.after: a cycle ({' -> '.join(trail + (current,))})")
+        if current in order:
+            return
+        for other in spec.experiments[current].after:
+            visit(other, trail + (current,))
+        order.append(current)
+
+    if name not in spec.experiments:
+        known = ", ".join(spec.experiments) or "none declared"
+        raise SeqrecError(f"{path}: no experiment named {name!r} (declared: {known})")
+    visit(name, ())
+    return order
+
+
+def check_parameters(name: str, experiment: ExperimentSpec, accepted: set[str], path: Path) -> None:
+    for table in ("params", "grid", "zip"):
+        for key in getattr(experiment, table):
+            if key not in accepted:
+                raise SeqrecError(f"{path}: experiments.{name}.{table}.{key}: the {experiment.stage} stage does not "
+                                  f"take {key!r} (it takes {', '.join(sorted(accepted))})")
+
+
+def train_parameters() -> set[str]:
+    from seqrec.recsys.models import MODELS
+    from seqrec.recsys.train import TrainConfig
+
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    for _, config_class in MODELS.values():
+        fields |= {f.name for f in dataclasses.fields(config_class)} - {"max_len"}
+    call = set(inspect.signature(train_config).parameters) - {"hyper", "dataset", "seed"}
+    return fields | call
+
+
+def prepare_points(spec: ExperimentsFile, name: str, experiment: ExperimentSpec) -> list[Point]:
+    dataset_name = experiment.dataset
+    dataset = spec.datasets[dataset_name]
+    inputs = {key: value for key, value in dataset.options.items() if key not in PREPARE_OPTIONS}
+    options = {key: value for key, value in dataset.options.items() if key in PREPARE_OPTIONS}
+    done = open_store().get_dataset(dataset_name)
+    return [Point(name, "prepare", {"dataset": dataset_name}, "done" if done else "to do", done and done.id,
+                  lambda: prepare_source(dataset.source, {**inputs, "name": dataset_name}, options))]
+
+
+def train_points(name: str, experiment: ExperimentSpec) -> list[Point]:
+    store = open_store()
+    points = []
+    for params in expand(experiment):
+        kwargs = {key: value for key, value in params.items() if key != "seed"}
+        seed = params["seed"]
+        status, run_id, resume = "to do", None, None
+        if store.get_dataset(experiment.dataset) is not None:
+            try:
+                identity = config_hash(train_config(dataset=experiment.dataset, seed=seed, **kwargs))
+            except SeqrecError as exc:  # this grid point cannot run; the others still can
+                points.append(Point(name, "train", params, "failed", error=str(exc)))
+                continue
+            previous = store.find_run(identity, kind="train", experiment=name,
+                                      status=("finished", "interrupted", "running"))
+            if previous is not None:
+                status = "done" if previous.status == "finished" else "resume"
+                run_id = previous.id
+                resume = previous.id if status == "resume" else None
+        points.append(Point(name, "train", params, status, run_id,
+                            lambda kwargs=kwargs, seed=seed, resume=resume: train_model(
+                                dataset=experiment.dataset, seeds=[seed], resume=resume, experiment=name, **kwargs)))
+    return points
+
+
+def evaluate_points(name: str, experiment: ExperimentSpec) -> list[Point]:
+    """One evaluation per finished training run of the experiment named by ``of``, per grid point."""
+    store = open_store()
+    points = []
+    for params in expand(experiment):
+        source = params.get("of")
+        overrides = {key: value for key, value in params.items() if key not in ("of", "seed")}
+        trained_runs = [run for run in store.list_runs(kind="train", experiment=source, status="finished", limit=None)
+                        if run.seed == params["seed"]]
+        if not trained_runs:
+            points.append(Point(name, "evaluate", params, "waiting"))
+            continue
+        for trained in trained_runs:
+            identity = config_hash(evaluation_config(trained, **overrides))
+            previous = store.find_run(identity, kind="evaluate", experiment=name)
+            points.append(Point(name, "evaluate", {**params, "run": trained.id}, "done" if previous else "to do",
+                                previous and previous.id,
+                                lambda trained=trained, overrides=overrides: evaluate_run(
+                                    trained.id, experiment=name, **overrides)))
+    return points
+
+
+STAGE_PARAMETERS: dict[str, Callable[[], set[str]]] = {
+    "prepare": set,
+    "train": train_parameters,
+    "evaluate": lambda: {"of", "noise", "eval", "mask_seen"},
+}
+
+
+REQUIRED = {"train": ("model",), "evaluate": ("of",)}
+
+
+def points_of(spec: ExperimentsFile, name: str, path: Path) -> list[Point]:
+    experiment = spec.experiments[name]
+    if experiment.stage not in STAGE_PARAMETERS:
+        raise SeqrecError(f"{path}: experiments.{name}.stage: the {experiment.stage} stage cannot run from "
+                          "experiments.toml yet (available: " + ", ".join(STAGE_PARAMETERS) + ")")
+    check_parameters(name, experiment, STAGE_PARAMETERS[experiment.stage](), path)
+    for required in REQUIRED.get(experiment.stage, ()):
+        if not any(required in getattr(experiment, table) for table in ("params", "grid", "zip")):
+            raise SeqrecError(f"{path}: experiments.{name}.params.{required}: the {experiment.stage} stage needs it")
+    if experiment.stage in ("prepare", "train") and experiment.dataset is None:
+        raise SeqrecError(f"{path}: experiments.{name}.dataset: the {experiment.stage} stage needs a dataset")
+    if experiment.stage == "prepare":
+        return prepare_points(spec, name, experiment)
+    if experiment.stage == "train":
+        return train_points(name, experiment)
+    return evaluate_points(name, experiment)
+
+
+def make_plan(name: str, path: Path | str = "experiments.toml") -> tuple[ExperimentsFile, Plan]:
+    path = Path(path)
+    spec = load_experiments(path)
+    order = dependency_order(spec, name, path)
+    plan = Plan(order)
+    for experiment in order:
+        plan.points[experiment] = points_of(spec, experiment, path)
+    return spec, plan
+
+
+def run_experiment(name: str, path: Path | str = "experiments.toml", force: bool = False,
+                   on_point: Callable[[Point], None] | None = None) -> Plan:
+    """Run every point not yet done, experiment by experiment (each re-planned when its turn comes, so that it
+    sees what the experiments before it made); failures are recorded on their points and the rest goes on."""
+    path = Path(path)
+    spec, plan = make_plan(name, path)
+    for experiment in plan.order:
+        plan.points[experiment] = points_of(spec, experiment, path)
+        for point in plan.points[experiment]:
+            if point.execute is None or (point.status == "done" and not force):
+                continue
+            try:
+                result = point.execute()
+                point.status = "done"
+                point.run_id = result[0] if isinstance(result, list) else getattr(result, "id", result)
+            except KeyboardInterrupt:
+                raise
+            except SeqrecError as exc:
+                point.status, point.error = "failed", str(exc)
+            except Exception as exc:  # one failed grid point must not stop the others; its run records the error
+                point.status, point.error = "failed", f"{type(exc).__name__}: {exc}"
+                traceback.print_exc()
+            if on_point is not None:
+                on_point(point)
+    return plan

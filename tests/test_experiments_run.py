@@ -1,0 +1,105 @@
+import pytest
+from typer.testing import CliRunner
+
+from recsys_fixtures import make_walk_dataset
+from seqrec.cli import app
+from seqrec.store import open_store
+
+runner = CliRunner()
+
+
+def experiments_file(tmp_path, extra=""):
+    raw = tmp_path / "raw"
+    make_walk_dataset(raw, name="scratch")  # writes the CSVs (and a dataset this file does not use)
+    path = tmp_path / "experiments.toml"
+    path.write_text(f"""
+[datasets.walk]
+source = "csv"
+options = {{ interactions = "{raw / 'inter.csv'}", items = "{raw / 'items.csv'}", k_core = 2, max_len = 5 }}
+
+[experiments.walk-data]
+stage = "prepare"
+dataset = "walk"
+
+[experiments.study]
+stage = "train"
+after = ["walk-data"]
+dataset = "walk"
+seeds = [0, 1]
+params = {{ epochs = 2, hidden = 16, batch_size = 64 }}
+grid = {{ model = ["sasrec", "gru4rec"] }}
+
+[experiments.study-noise]
+stage = "evaluate"
+after = ["study"]
+seeds = [0, 1]
+params = {{ of = "study" }}
+grid = {{ noise = ["deletion"] }}
+{extra}""")
+    return path
+
+
+def run(*args):
+    return runner.invoke(app, ["run", *map(str, args)])
+
+
+def test_a_study_runs_in_order_then_is_skipped(tmp_path):
+    path = experiments_file(tmp_path)
+    dry = run("study-noise", "--file", path, "--dry-run")
+    assert dry.exit_code == 0 and "to do" in dry.stdout and "waiting" in dry.stdout
+    assert open_store().list_runs() == []
+    first = run("study-noise", "--file", path)
+    assert first.exit_code == 0, first.output
+    store = open_store()
+    trained = store.list_runs(kind="train", experiment="study")
+    evaluated = store.list_runs(kind="evaluate", experiment="study-noise")
+    assert len(trained) == 4 and len(evaluated) == 4
+    assert {run.config["noise"] for run in evaluated} == {"deletion"}
+    again = run("study-noise", "--file", path)
+    assert again.exit_code == 0 and "to do" not in again.stdout
+    assert len(store.list_runs(limit=None)) == 8
+    forced = run("study", "--file", path, "--force")
+    assert forced.exit_code == 0 and len(store.list_runs(kind="train", limit=None)) == 8
+    report = runner.invoke(app, ["report", "--table", "noise", "--experiment", "study-noise"])
+    assert report.exit_code == 0, report.output
+
+
+def test_a_failed_point_is_reported_and_the_rest_goes_on(tmp_path):
+    path = experiments_file(tmp_path, """
+[experiments.mixed]
+stage = "train"
+after = ["walk-data"]
+dataset = "walk"
+params = { model = "sasrec", epochs = 1, hidden = 16 }
+grid = { heads = [3, 2] }
+""")
+    result = run("mixed", "--file", path)
+    assert result.exit_code == 1
+    assert "1 point(s) failed" in result.stdout and "divisible by heads" in result.stdout
+    assert len(open_store().list_runs(kind="train", status="finished")) == 1
+
+
+@pytest.mark.parametrize("extra, message", [
+    ('[experiments.bad]\nstage = "train"\ndataset = "walk"\ngrid = { colour = ["red"] }\n',
+     "experiments.bad.grid.colour: the train stage does not take 'colour'"),
+    ('[experiments.bad]\nstage = "train"\ndataset = "nowhere"\n', "experiments.bad.dataset: unknown dataset 'nowhere'"),
+    ('[experiments.bad]\nstage = "evaluate"\nafter = ["bad"]\nparams = { of = "study" }\n', "a cycle"),
+    ('[experiments.bad]\nstage = "train"\ndataset = "walk"\n', "experiments.bad.params.model: the train stage needs it"),
+])
+def test_bad_experiments_are_one_line_and_exit_2(tmp_path, extra, message):
+    result = run("bad", "--file", experiments_file(tmp_path, extra))
+    assert result.exit_code == 2 and message in result.stderr
+
+
+def test_unknown_experiment_and_syntax_errors(tmp_path):
+    path = experiments_file(tmp_path)
+    assert "no experiment named 'nope'" in run("nope", "--file", path).stderr
+    path.write_text(path.read_text() + "\n[experiments.broken\n")
+    result = run("study", "--file", path)
+    assert result.exit_code == 2 and "line" in result.stderr and "column" in result.stderr
+
+
+def test_the_shipped_experiments_file_is_valid(project_root):
+    result = run("main-3seeds-noise", "--file", project_root / "experiments.toml", "--dry-run")
+    assert result.exit_code == 0, result.output
+    assert '"ExperimentsFile"' in runner.invoke(app, ["run", "--schema"]).stdout
