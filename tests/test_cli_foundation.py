@@ -132,3 +132,11 @@ def test_the_wheel_ships_migrations_and_templates_and_works_from_elsewhere(tmp_p
                             text=True)
     assert result.returncode == 0, result.stderr
     assert "upgraded from empty to 0001" in result.stdout
+
+
+def test_every_command_is_a_plain_function_too():
+    import seqrec
+
+    for name in seqrec.API:
+        assert callable(getattr(seqrec, name)), name
+    assert seqrec.db_status()["up_to_date"] is not None
