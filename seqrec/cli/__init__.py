@@ -5,7 +5,7 @@ from typing import Optional
 import typer
 
 from seqrec import __version__
-from seqrec.cli import dashboard, data, db, report, run, runs, train
+from seqrec.cli import dashboard, data, db, embed, models, report, run, runs, train
 from seqrec.cli._app import command_group, console
 
 app = command_group(
@@ -14,6 +14,8 @@ app = command_group(
 )
 app.add_typer(data.app, name="data")
 app.add_typer(db.app, name="db")
+app.add_typer(models.app, name="models")
+app.add_typer(embed.app, name="embed")
 app.add_typer(runs.app, name="runs")
 app.command("train")(train.train)
 app.command("evaluate")(train.evaluate)
@@ -23,8 +25,6 @@ app.command("dashboard")(dashboard.dashboard)
 
 # Groups whose commands arrive with later work: registered so that `--help` shows the whole shape of the tool.
 PLANNED = {
-    "models": "LLM model registry: list, show and pull models (not built yet).",
-    "embed": "Item embeddings from text encoders and LLMs, and LLM2Rec training (not built yet).",
     "distill": "Distill an LLM item embedder from a teacher into a student (not built yet).",
 }
 for name, help_text in PLANNED.items():

@@ -93,13 +93,67 @@ def prepare_points(spec: ExperimentsFile, name: str, experiment: ExperimentSpec)
                   lambda: prepare_source(dataset.source, {**inputs, "name": dataset_name}, options))]
 
 
-def train_points(name: str, experiment: ExperimentSpec) -> list[Point]:
+EMBED_PREFIX = "embed:"
+
+
+def embed_requests(spec: ExperimentsFile, name: str) -> list[dict]:
+    """The embed_items() calls an embed experiment stands for (one per grid point; seeds do not apply)."""
+    experiment = spec.experiments[name]
+    requests = []
+    for params in expand(experiment):
+        request = {"model": spec.models[experiment.model].alias, "dataset": experiment.dataset,
+                   **{key: value for key, value in params.items() if key != "seed"}}
+        if request not in requests:
+            requests.append(request)
+    return requests
+
+
+def finished_embedding(request: dict) -> int | None:
+    """The run that already holds the embeddings for this request, matched on what the request names."""
+    for run in open_store().list_runs(kind="embed", status="finished", limit=None):
+        if all(run.config.get(key, value) == value for key, value in request.items() if key != "batch_size"):
+            return run.id
+    return None
+
+
+def embed_points(spec: ExperimentsFile, name: str) -> list[Point]:
+    from seqrec.llm.embed import embed_items
+
+    points = []
+    for request in embed_requests(spec, name):
+        run_id = finished_embedding(request)
+        points.append(Point(name, "embed", request, "done" if run_id else "to do", run_id,
+                            lambda request=request: embed_items(**request).run_id))
+    return points
+
+
+def resolve_item_embeddings(spec: ExperimentsFile, value, path: Path):
+    """``embed:<experiment>`` in a train stage names the embeddings an embed experiment makes."""
+    if not isinstance(value, str) or not value.startswith(EMBED_PREFIX):
+        return value
+    source = value[len(EMBED_PREFIX):]
+    if source not in spec.experiments or spec.experiments[source].stage != "embed":
+        raise SeqrecError(f"{path}: item_emb {value!r}: {source!r} is not an embed experiment")
+    requests = embed_requests(spec, source)
+    if len(requests) != 1:
+        raise SeqrecError(f"{path}: item_emb {value!r}: that experiment makes {len(requests)} embeddings; "
+                          "use an embed experiment without a grid")
+    run_id = finished_embedding(requests[0])
+    return None if run_id is None else f"run:{run_id}"
+
+
+def train_points(spec: ExperimentsFile, name: str, experiment: ExperimentSpec, path: Path) -> list[Point]:
     store = open_store()
     points = []
     for params in expand(experiment):
         kwargs = {key: value for key, value in params.items() if key != "seed"}
         seed = params["seed"]
         status, run_id, resume = "to do", None, None
+        if "item_emb" in kwargs and kwargs["item_emb"] != "id":
+            kwargs["item_emb"] = resolve_item_embeddings(spec, kwargs["item_emb"], path)
+            if kwargs["item_emb"] is None:
+                points.append(Point(name, "train", params, "waiting"))
+                continue
         if store.get_dataset(experiment.dataset) is not None:
             try:
                 identity = config_hash(train_config(dataset=experiment.dataset, seed=seed, **kwargs))
@@ -144,10 +198,12 @@ STAGE_PARAMETERS: dict[str, Callable[[], set[str]]] = {
     "prepare": set,
     "train": train_parameters,
     "evaluate": lambda: {"of", "noise", "eval", "mask_seen"},
+    "embed": lambda: {"pooling", "attention", "template", "batch_size", "max_length", "bf16"},
 }
 
 
 REQUIRED = {"train": ("model",), "evaluate": ("of",)}
+NEEDS_DATASET = ("prepare", "train", "embed")
 
 
 def points_of(spec: ExperimentsFile, name: str, path: Path) -> list[Point]:
@@ -159,12 +215,16 @@ def points_of(spec: ExperimentsFile, name: str, path: Path) -> list[Point]:
     for required in REQUIRED.get(experiment.stage, ()):
         if not any(required in getattr(experiment, table) for table in ("params", "grid", "zip")):
             raise SeqrecError(f"{path}: experiments.{name}.params.{required}: the {experiment.stage} stage needs it")
-    if experiment.stage in ("prepare", "train") and experiment.dataset is None:
+    if experiment.stage == "embed" and experiment.model is None:
+        raise SeqrecError(f"{path}: experiments.{name}.model: the embed stage needs a model (a [models] entry)")
+    if experiment.stage in NEEDS_DATASET and experiment.dataset is None:
         raise SeqrecError(f"{path}: experiments.{name}.dataset: the {experiment.stage} stage needs a dataset")
     if experiment.stage == "prepare":
         return prepare_points(spec, name, experiment)
     if experiment.stage == "train":
-        return train_points(name, experiment)
+        return train_points(spec, name, experiment, path)
+    if experiment.stage == "embed":
+        return embed_points(spec, name)
     return evaluate_points(name, experiment)
 
 

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from seqrec.recsys.models.base import SequentialRecommender
+from seqrec.recsys.models.dropout import Dropout
 
 
 @dataclass
@@ -32,7 +33,7 @@ class Caser(SequentialRecommender):
         features = config.horizontal_filters * length + config.vertical_filters * config.hidden
         self.users = nn.Embedding(num_users + 1, config.hidden)
         self.fully_connected = nn.Linear(features, config.hidden)
-        self.dropout = nn.Dropout(config.dropout)
+        self.dropout = Dropout(config.dropout)
         self.output = nn.Linear(2 * config.hidden, config.hidden)
 
     def encode(self, users: torch.Tensor, histories: torch.Tensor) -> torch.Tensor:

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from seqrec.recsys.models.base import SequentialRecommender
+from seqrec.recsys.models.dropout import Dropout
 
 
 @dataclass
@@ -23,7 +24,7 @@ class GRU4Rec(SequentialRecommender):
     def __init__(self, num_items: int, config: GRU4RecConfig, frozen_items=None, num_users: int = 0):
         super().__init__(num_items, config.hidden, frozen_items, config.loss)
         self.config = config
-        self.dropout = nn.Dropout(config.dropout)
+        self.dropout = Dropout(config.dropout)
         self.gru = nn.GRU(config.hidden, config.hidden, num_layers=config.layers, batch_first=True)
         self.output = nn.Linear(config.hidden, config.hidden)
 

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from seqrec.recsys.models.base import SequentialRecommender
+from seqrec.recsys.models.dropout import Dropout
 
 
 @dataclass
@@ -28,8 +29,8 @@ class TransformerBlock(nn.Module):
         self.attention_norm = nn.LayerNorm(hidden)
         self.attention = nn.MultiheadAttention(hidden, heads, dropout=dropout, batch_first=True)
         self.ffn_norm = nn.LayerNorm(hidden)
-        self.ffn = nn.Sequential(nn.Linear(hidden, hidden * 4), nn.GELU(), nn.Dropout(dropout),
-                                 nn.Linear(hidden * 4, hidden), nn.Dropout(dropout))
+        self.ffn = nn.Sequential(nn.Linear(hidden, hidden * 4), nn.GELU(), Dropout(dropout),
+                                 nn.Linear(hidden * 4, hidden), Dropout(dropout))
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         normed = self.attention_norm(x)
@@ -58,7 +59,7 @@ class SelfAttentionEncoder(nn.Module):
         super().__init__()
         self.heads = config.heads
         self.positions = nn.Embedding(config.max_len, config.hidden)
-        self.dropout = nn.Dropout(config.dropout)
+        self.dropout = Dropout(config.dropout)
         self.blocks = nn.ModuleList(TransformerBlock(config.hidden, config.heads, config.dropout)
                                     for _ in range(config.layers))
         self.final_norm = nn.LayerNorm(config.hidden)

@@ -1,0 +1,29 @@
+"""Causal or bidirectional attention for decoder LLMs (LLM2Vec, LLM2Rec IEM).
+
+transformers 5 builds attention masks in ``transformers.masking_utils``: when ``config.is_causal`` is False,
+``create_causal_mask`` returns ``create_bidirectional_mask`` instead, and each attention module's ``is_causal``
+tells SDPA/flash kernels whether to apply their own causal triangle. Switching both turns a decoder into an
+encoder without touching its weights.
+"""
+
+from __future__ import annotations
+
+from seqrec.errors import SeqrecError
+
+ATTENTIONS = ("causal", "bidirectional")
+BIDIRECTIONAL_FAMILIES = ("llama", "qwen2", "mistral")
+
+
+def set_attention(model, attention: str) -> None:
+    """Make a Llama/Qwen2-family decoder attend causally or in both directions (in place, reversible)."""
+    if attention not in ATTENTIONS:
+        raise SeqrecError(f"unknown attention {attention!r}; choose one of {', '.join(ATTENTIONS)}")
+    model_type = model.config.model_type
+    if attention == "bidirectional" and model_type not in BIDIRECTIONAL_FAMILIES:
+        raise SeqrecError(f"bidirectional attention is supported for {', '.join(BIDIRECTIONAL_FAMILIES)} decoders, "
+                          f"not {model_type!r}")
+    causal = attention == "causal"
+    model.config.is_causal = causal
+    for module in model.modules():
+        if hasattr(module, "is_causal"):
+            module.is_causal = causal

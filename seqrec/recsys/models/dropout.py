@@ -1,0 +1,13 @@
+"""Dropout that is cheaper on CPUs: torch's CPU bernoulli_ is several times slower than drawing uniforms, and
+dropout dominated a SASRec training step on 2 cores. Same expectation and gradient as ``nn.Dropout``."""
+
+import torch
+from torch import nn
+
+
+class Dropout(nn.Dropout):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0 or not x.is_cpu:
+            return super().forward(x)
+        keep = torch.empty_like(x).uniform_().ge_(self.p)
+        return x * keep * (1.0 / (1.0 - self.p))
