@@ -26,7 +26,7 @@ API = {
     "train": "seqrec.recsys.runner:train_model",
     "evaluate": "seqrec.recsys.runner:evaluate_run",
     "run": "seqrec.experiments.plan:run_experiment",
-    "report": "seqrec.report:build_table",
+    "report_table": "seqrec.report:build_table",  # `seqrec report` (the name `report` is the subpackage)
 }
 __all__ = ["__version__", *API]
 
