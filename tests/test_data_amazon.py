@@ -8,7 +8,6 @@ import http.server
 import json
 import shutil
 import threading
-from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -18,6 +17,7 @@ from seqrec.data.prepare import delete_dataset, load_dataset, prepare_amazon2023
 from seqrec.errors import SeqrecError
 from seqrec.settings import get_settings
 from seqrec.store import open_store
+from reference import independent_k_core
 
 FIXTURES = Path(__file__).parent / "fixtures" / "amazon2023"
 CATEGORIES = ["Video_Games", "Arts_Crafts_and_Sewing"]
@@ -38,12 +38,7 @@ def expected_interactions(categories, k):
         if (r["user_id"], r["parent_asin"]) not in seen and titles.get(r["parent_asin"], "").strip():
             rows.append((r["user_id"], r["parent_asin"]))
         seen.add((r["user_id"], r["parent_asin"]))
-    while True:
-        users, items = Counter(u for u, _ in rows), Counter(i for _, i in rows)
-        kept = [(u, i) for u, i in rows if users[u] >= k and items[i] >= k]
-        if len(kept) == len(rows):
-            return rows
-        rows = kept
+    return independent_k_core(rows, k)
 
 
 def test_merged_categories_from_a_raw_dir():

@@ -8,19 +8,11 @@ import pytest
 
 from seqrec.data.prepare import load_dataset, prepare_movielens
 from seqrec.errors import SeqrecError
+from reference import independent_k_core
 
 
 def recbole_ml100k() -> Path:
     return Path(importlib.util.find_spec("recbole").submodule_search_locations[0], "dataset_example", "ml-100k")
-
-
-def independent_k_core(rows, k):
-    while True:
-        users, items = Counter(u for u, _ in rows), Counter(i for _, i in rows)
-        kept = [(u, i) for u, i in rows if users[u] >= k and items[i] >= k]
-        if len(kept) == len(rows):
-            return rows
-        rows = kept
 
 
 def test_ml100k_from_the_recbole_package():
