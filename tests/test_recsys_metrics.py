@@ -1,6 +1,5 @@
 import math
 
-import numpy as np
 import pytest
 import torch
 
@@ -40,9 +39,17 @@ def test_masking_seen_items_lifts_the_target_but_never_masks_it():
     scores = torch.tensor([[-math.inf, 0.9, 0.8, 0.7, 0.1]])
     target = torch.tensor([3])
     assert target_ranks(scores, target).tolist() == [2]
-    masked = mask_seen(scores, [np.array([1, 2, 3])], target)
+    masked = mask_seen(scores, torch.tensor([0, 0, 0]), torch.tensor([1, 2, 3]), target)
     assert target_ranks(masked, target).tolist() == [0]
     assert masked[0, 3].item() == pytest.approx(0.7)
+
+
+def test_masking_is_per_row():
+    scores = torch.tensor([[-math.inf, 0.9, 0.8, 0.7],
+                           [-math.inf, 0.9, 0.8, 0.7]])
+    targets = torch.tensor([3, 3])
+    masked = mask_seen(scores, rows=torch.tensor([0, 1, 1]), items=torch.tensor([1, 1, 2]), targets=targets)
+    assert target_ranks(masked, targets).tolist() == [1, 0]
 
 
 def test_sampled_candidates_rank_the_positive_among_its_negatives():

@@ -13,7 +13,8 @@ from seqrec.recsys import evaluate as evaluate_module
 from seqrec.recsys.runner import evaluate_run, train_model
 from seqrec.store import open_store
 
-FAST = dict(hidden=32, heads=2, layers=1, epochs=30, batch_size=32, lr=1e-2, dropout=0.1)
+FAST = dict(hidden=32, heads=2, layers=1, epochs=30, batch_size=32, lr=1e-2, dropout=0.1, patience=100)
+# (no early stopping in these tests: every run trains all its epochs)
 RECURRENT_OR_CONVOLUTIONAL = ("gru4rec", "caser")
 
 
@@ -27,7 +28,7 @@ def test_every_model_learns_the_walk(walk, model):
     hyper = {k: v for k, v in FAST.items() if not (model in RECURRENT_OR_CONVOLUTIONAL and k in ("heads", "layers"))}
     if model == "bert4rec":
         hyper["epochs"] = 80  # masked-item training needs more passes over 40 users
-    (run_id,) = train_model(model, "walk", seeds=[0], patience=100, **hyper)
+    (run_id,) = train_model(model, "walk", seeds=[0], **hyper)
     store = open_store()
     losses = [m.value for m in store.metrics(run_id, split="train", key="loss")]
     assert len(losses) == hyper["epochs"] and losses[-1] < losses[0]
@@ -38,7 +39,7 @@ def test_every_model_learns_the_walk(walk, model):
 
 
 def test_a_resumed_run_ends_with_the_same_metrics(walk, monkeypatch):
-    (uninterrupted,) = train_model("sasrec", "walk", seeds=[1], patience=100, **{**FAST, "epochs": 6})
+    (uninterrupted,) = train_model("sasrec", "walk", seeds=[1], **{**FAST, "epochs": 6})
     calls = {"n": 0}
     original = evaluate_module.Evaluator.evaluate
 
@@ -50,7 +51,7 @@ def test_a_resumed_run_ends_with_the_same_metrics(walk, monkeypatch):
 
     monkeypatch.setattr(evaluate_module.Evaluator, "evaluate", interrupt_on_third_validation)
     with pytest.raises(KeyboardInterrupt):
-        train_model("sasrec", "walk", seeds=[1], patience=100, **{**FAST, "epochs": 6})
+        train_model("sasrec", "walk", seeds=[1], **{**FAST, "epochs": 6})
     store = open_store()
     interrupted = store.list_runs(status="interrupted")[0].id
     monkeypatch.setattr(evaluate_module.Evaluator, "evaluate", original)

@@ -22,7 +22,20 @@ def left_pad(sequences: list, max_len: int) -> np.ndarray:
     return out
 
 
-def next_item_examples(data: PreparedData, max_len: int) -> TensorDataset:
+class BatchIndexedTensors(TensorDataset):
+    """A TensorDataset the DataLoader indexes a whole batch at a time (``__getitems__``), one gather per tensor
+    instead of one small tensor per example and a stack: a tenth of a SASRec epoch on ML-100K."""
+
+    def __getitems__(self, indices: list[int]) -> list[torch.Tensor]:
+        index = torch.as_tensor(indices)
+        return [tensor[index] for tensor in self.tensors]
+
+    @staticmethod
+    def collate(batch: list[torch.Tensor]) -> list[torch.Tensor]:
+        return batch  # already a batch
+
+
+def next_item_examples(data: PreparedData, max_len: int) -> BatchIndexedTensors:
     """RecBole-style augmentation: every prefix of a training sequence predicts its next item.
 
     Returns (user, history [max_len], target) for all positions t >= 1 of every training sequence.
@@ -34,7 +47,7 @@ def next_item_examples(data: PreparedData, max_len: int) -> TensorDataset:
             users.append(user)
             histories.append(items[max(0, t - max_len):t])
             targets.append(items[t])
-    return TensorDataset(torch.as_tensor(np.asarray(users, dtype=np.int64)),
+    return BatchIndexedTensors(torch.as_tensor(np.asarray(users, dtype=np.int64)),
                          torch.from_numpy(left_pad(histories, max_len)),
                          torch.as_tensor(np.asarray(targets, dtype=np.int64)))
 

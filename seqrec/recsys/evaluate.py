@@ -1,7 +1,7 @@
 """Evaluation of a recommender on validation or test examples: full ranking or sampled candidates.
 
 Runs batched on the accelerator's device; with several processes each scores its shard of the examples and
-the ranks are gathered, so every process returns the same metrics.
+the metric sums are added up, so every process returns the same metrics.
 """
 
 from __future__ import annotations
@@ -11,13 +11,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from torch.utils.data import DataLoader
 
 from seqrec.data.batches import evaluation_examples, seen_items
 from seqrec.data.noise import apply_deletion_noise, parse_noise
 from seqrec.data.prepared import PreparedData
 from seqrec.errors import SeqrecError
-from seqrec.recsys.metrics import full_metrics, mask_seen, sampled_metrics, sampled_ranks, target_ranks
+from seqrec.recsys.metrics import (FULL_METRICS, SAMPLED_METRICS, full_metrics, mask_seen, sampled_metrics,
+                                   sampled_ranks, target_ranks)
 
 
 def parse_protocol(protocol: str) -> int | None:
@@ -67,7 +67,12 @@ def stored_candidates(data: PreparedData, folder: Path, split: str, negatives: i
 
 
 class Evaluator:
-    """Metrics of one split under one protocol, optionally with noisy histories and masked seen items."""
+    """Metrics of one split under one protocol, optionally with noisy histories and masked seen items.
+
+    Everything is tensors prepared once; ``evaluate`` slices them into batches, so a pass costs the model's
+    forward and a few batched tensor operations. With several processes each takes a contiguous shard and the
+    metric sums are added up across processes, so every process returns the same means.
+    """
 
     def __init__(self, data: PreparedData, split: str, *, protocol: str = "full", noise: str | None = None,
                  data_folder: Path, seed: int = 0, mask_seen_items: bool = False, batch_size: int = 1024):
@@ -77,29 +82,47 @@ class Evaluator:
         histories = None
         if noise_spec is not None:
             histories = list(apply_deletion_noise(examples, rate=noise_spec[1], seed=seed)["history"])
-        self.examples = evaluation_examples(data, split, data.max_len, histories)
-        self.seen = seen_items(data, split) if mask_seen_items else None
+        _, self.users, self.histories, self.targets = evaluation_examples(data, split, data.max_len, histories).tensors
+        self.seen = None
+        if mask_seen_items:  # ragged: every example's seen items end to end, and where each example's run starts
+            seen = seen_items(data, split)
+            self.seen = (torch.from_numpy(np.concatenate(seen)),
+                         torch.as_tensor(np.cumsum([0] + [len(items) for items in seen]), dtype=torch.long))
         self.candidates = None
         if self.negatives is not None:
             self.candidates = torch.from_numpy(stored_candidates(data, data_folder, split, self.negatives, seed))
         self.batch_size = batch_size
 
+    def seen_in(self, start: int, end: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+        """(batch row, item) pairs of every seen item of examples ``start:end``."""
+        items, offsets = self.seen
+        lengths = offsets[start + 1:end + 1] - offsets[start:end]
+        rows = torch.repeat_interleave(torch.arange(end - start), lengths)
+        return rows.to(device), items[offsets[start]:offsets[end]].to(device)
+
     def evaluate(self, model, accelerator) -> dict[str, float]:
         model = accelerator.unwrap_model(model)
         was_training = model.training
         model.eval()
-        loader = accelerator.prepare_data_loader(DataLoader(self.examples, batch_size=self.batch_size))
-        collected: dict[str, list[torch.Tensor]] = {}
+        count = len(self.targets)
+        shard_start = count * accelerator.process_index // accelerator.num_processes
+        shard_end = count * (accelerator.process_index + 1) // accelerator.num_processes
+        device = accelerator.device
+        names = FULL_METRICS if self.candidates is None else SAMPLED_METRICS
+        sums = {name: torch.zeros(1, device=device) for name in names}  # every key, even on an empty shard
         with torch.no_grad():
-            for index, users, histories, targets in loader:
-                scores = model.scores(users, histories).float()
+            for start in range(shard_start, shard_end, self.batch_size):
+                end = min(start + self.batch_size, shard_end)
+                targets = self.targets[start:end].to(device)
+                scores = model.scores(self.users[start:end].to(device), self.histories[start:end].to(device)).float()
                 if self.seen is not None:
-                    scores = mask_seen(scores, [self.seen[i] for i in index.tolist()], targets)
+                    scores = mask_seen(scores, *self.seen_in(start, end, device), targets)
                 if self.candidates is None:
                     values = full_metrics(target_ranks(scores, targets))
                 else:
-                    values = sampled_metrics(sampled_ranks(scores, self.candidates[index.cpu()].to(scores.device)))
-                for key, value in accelerator.gather_for_metrics(values).items():
-                    collected.setdefault(key, []).append(value.cpu())
+                    values = sampled_metrics(sampled_ranks(scores, self.candidates[start:end].to(device)))
+                for key, value in values.items():
+                    sums[key] += value.sum()
         model.train(was_training)
-        return {key: float(torch.cat(parts).mean()) for key, parts in collected.items()}
+        totals = accelerator.reduce(sums, reduction="sum")
+        return {key: float(value) / count for key, value in totals.items()}

@@ -13,6 +13,8 @@ import torch
 FULL_KS = (1, 5, 10, 20)
 SAMPLED_HR_KS = (1, 5, 10)
 SAMPLED_NDCG_KS = (5, 10)
+FULL_METRICS = (*(f"recall@{k}" for k in FULL_KS), *(f"ndcg@{k}" for k in FULL_KS), "mrr")
+SAMPLED_METRICS = (*(f"hr@{k}" for k in SAMPLED_HR_KS), *(f"ndcg@{k}" for k in SAMPLED_NDCG_KS))
 
 
 def target_ranks(scores: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -22,15 +24,11 @@ def target_ranks(scores: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     return ahead
 
 
-def mask_seen(scores: torch.Tensor, seen: list, targets: torch.Tensor) -> torch.Tensor:
-    """Exclude items the user already had (except the target itself) from the ranking."""
-    rows = torch.cat([torch.full((len(items),), row, dtype=torch.long) for row, items in enumerate(seen)])
-    cols = torch.cat([torch.as_tensor(items, dtype=torch.long) for items in seen])
-    if len(rows):
-        rows, cols = rows.to(scores.device), cols.to(scores.device)
-        keep = cols != targets[rows]
-        scores = scores.index_put((rows[keep], cols[keep]), torch.tensor(float("-inf"), device=scores.device))
-    return scores
+def mask_seen(scores: torch.Tensor, rows: torch.Tensor, items: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Exclude items the user already had from the ranking: ``(rows[i], items[i])`` are (batch row, seen item)
+    pairs. A row's own target is never excluded, even when the user had it before."""
+    keep = items != targets[rows]
+    return scores.index_put((rows[keep], items[keep]), torch.tensor(float("-inf"), device=scores.device))
 
 
 def ndcg_at(ranks: torch.Tensor, k: int) -> torch.Tensor:

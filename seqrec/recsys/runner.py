@@ -17,7 +17,7 @@ from seqrec.data.prepare import get_dataset, load_dataset
 from seqrec.data.batches import next_item_examples
 from seqrec.errors import SeqrecError
 from seqrec.recsys.evaluate import Evaluator, parse_protocol
-from seqrec.recsys.metrics import FULL_KS, SAMPLED_HR_KS, SAMPLED_NDCG_KS
+from seqrec.recsys.metrics import FULL_METRICS, SAMPLED_METRICS
 from seqrec.recsys.models import MODELS
 from seqrec.recsys.train import TrainConfig, fit, make_accelerator
 from seqrec.settings import get_settings
@@ -32,10 +32,8 @@ RANGES = {  # hyper-parameter -> (lowest allowed, highest allowed)
 CHOICES = {"loss": ("ce", "bce"), "mixed_precision": ("no", "bf16", "fp16")}
 
 
-def metric_names(protocol: str) -> list[str]:
-    if parse_protocol(protocol) is None:
-        return [f"{name}@{k}" for name in ("recall", "ndcg") for k in FULL_KS] + ["mrr"]
-    return [f"hr@{k}" for k in SAMPLED_HR_KS] + [f"ndcg@{k}" for k in SAMPLED_NDCG_KS]
+def metric_names(protocol: str) -> tuple[str, ...]:
+    return FULL_METRICS if parse_protocol(protocol) is None else SAMPLED_METRICS
 
 
 def resolve_hyper(model_name: str, max_len: int, protocol: str, hyper: dict):

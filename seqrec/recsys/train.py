@@ -72,7 +72,8 @@ def fit(model: torch.nn.Module, train_set: Dataset, validate, config: TrainConfi
     set_seed(seed)
     checkpoint = run_dir / "checkpoint"
     best_weights = run_dir / "best.pt"
-    loader = DataLoader(train_set, batch_size=config.batch_size, shuffle=True,
+    # A dataset that hands out whole batches (batches.BatchIndexedTensors) brings its own pass-through collate.
+    loader = DataLoader(train_set, batch_size=config.batch_size, shuffle=True, collate_fn=getattr(train_set, "collate", None),
                         generator=torch.Generator().manual_seed(seed))
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     model, optimizer, loader = accelerator.prepare(model, optimizer, loader)

@@ -42,7 +42,8 @@ class BERT4Rec(SequentialRecommender):
 
     def encode(self, users: torch.Tensor, histories: torch.Tensor) -> torch.Tensor:
         mask_column = torch.full_like(histories[:, :1], self.mask_token)
-        return self.states(torch.cat([histories[:, 1:], mask_column], dim=1))[:, -1]
+        windows = torch.cat([histories[:, 1:], mask_column], dim=1)
+        return self.encoder(self.embed(windows), windows, causal=False, newest_only=True)
 
     def loss(self, users: torch.Tensor, histories: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         windows = torch.cat([histories[:, 1:], targets[:, None]], dim=1)

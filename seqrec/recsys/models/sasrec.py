@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from seqrec.recsys.models.base import SequentialRecommender
@@ -21,34 +22,57 @@ class SASRecConfig:
     loss: str = "ce"
 
 
+class SelfAttention(nn.Module):
+    """Multi-head attention whose queries may be fewer than its keys (only the newest position, say)."""
+
+    def __init__(self, hidden: int, heads: int, dropout: float):
+        super().__init__()
+        self.heads, self.dropout = heads, dropout
+        self.query = nn.Linear(hidden, hidden)
+        self.key_value = nn.Linear(hidden, 2 * hidden)
+        self.out = nn.Linear(hidden, hidden)
+
+    def split_heads(self, x: torch.Tensor) -> torch.Tensor:
+        return x.unflatten(-1, (self.heads, -1)).transpose(1, 2)  # [batch, heads, positions, head size]
+
+    def forward(self, queries: torch.Tensor, keys: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
+        key, value = self.key_value(keys).chunk(2, dim=-1)
+        attended = F.scaled_dot_product_attention(
+            self.split_heads(self.query(queries)), self.split_heads(key), self.split_heads(value),
+            attn_mask=allowed, dropout_p=self.dropout if self.training else 0.0)
+        return self.out(attended.transpose(1, 2).flatten(2))
+
+
 class TransformerBlock(nn.Module):
-    """Pre-norm attention and feed-forward, each with a residual connection."""
+    """Pre-norm attention and feed-forward, each with dropout on its output and a residual connection."""
 
     def __init__(self, hidden: int, heads: int, dropout: float):
         super().__init__()
         self.attention_norm = nn.LayerNorm(hidden)
-        self.attention = nn.MultiheadAttention(hidden, heads, dropout=dropout, batch_first=True)
+        self.attention = SelfAttention(hidden, heads, dropout)
         self.ffn_norm = nn.LayerNorm(hidden)
-        self.ffn = nn.Sequential(nn.Linear(hidden, hidden * 4), nn.GELU(), Dropout(dropout),
-                                 nn.Linear(hidden * 4, hidden), Dropout(dropout))
+        self.ffn = nn.Sequential(nn.Linear(hidden, hidden * 4), nn.GELU(), nn.Linear(hidden * 4, hidden))
+        self.dropout = Dropout(dropout)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, allowed: torch.Tensor, newest_only: bool = False) -> torch.Tensor:
+        """``newest_only``: compute the output of the last position alone (it still attends to every position)."""
         normed = self.attention_norm(x)
-        x = x + self.attention(normed, normed, normed, attn_mask=mask, need_weights=False)[0]
-        return x + self.ffn(self.ffn_norm(x))
+        if newest_only:
+            x, allowed = x[:, -1:], allowed[:, :, -1:]
+        x = x + self.dropout(self.attention(normed[:, -x.shape[1]:], normed, allowed))
+        return x + self.dropout(self.ffn(self.ffn_norm(x)))
 
 
-def attention_mask(histories: torch.Tensor, heads: int, causal: bool) -> torch.Tensor:
-    """[batch * heads, L, L] boolean mask (True = blocked): padding keys, and later keys when causal.
+def attention_allowed(histories: torch.Tensor, causal: bool) -> torch.Tensor:
+    """[batch, 1, L, L] boolean mask (True = may attend): real items, and only earlier ones when causal.
 
-    Every position may attend to itself, so padding rows never become all-blocked (which would give NaN).
+    Every position may attend to itself, so padding rows are never all-blocked (which would give NaN).
     """
     length = histories.shape[1]
-    blocked = (histories == 0).unsqueeze(1).expand(-1, length, -1)
+    allowed = (histories != 0)[:, None, None, :].expand(-1, 1, length, -1)
     if causal:
-        blocked = blocked | torch.triu(torch.ones(length, length, dtype=torch.bool, device=histories.device), 1)
-    blocked = blocked & ~torch.eye(length, dtype=torch.bool, device=histories.device)
-    return blocked.repeat_interleave(heads, dim=0)
+        allowed = allowed & torch.ones(length, length, dtype=torch.bool, device=histories.device).tril()
+    return allowed | torch.eye(length, dtype=torch.bool, device=histories.device)
 
 
 class SelfAttentionEncoder(nn.Module):
@@ -57,20 +81,28 @@ class SelfAttentionEncoder(nn.Module):
 
     def __init__(self, config: SASRecConfig):
         super().__init__()
-        self.heads = config.heads
         self.positions = nn.Embedding(config.max_len, config.hidden)
         self.dropout = Dropout(config.dropout)
         self.blocks = nn.ModuleList(TransformerBlock(config.hidden, config.heads, config.dropout)
                                     for _ in range(config.layers))
         self.final_norm = nn.LayerNorm(config.hidden)
+        for module in self.modules():  # small weights, as BERT and RecBole start: positions must not drown items
+            if isinstance(module, (nn.Linear, nn.Embedding)):
+                nn.init.normal_(module.weight, std=0.02)
+            if isinstance(module, nn.Linear):
+                nn.init.zeros_(module.bias)
 
-    def forward(self, embedded: torch.Tensor, histories: torch.Tensor, causal: bool) -> torch.Tensor:
+    def forward(self, embedded: torch.Tensor, histories: torch.Tensor, causal: bool,
+                newest_only: bool = False) -> torch.Tensor:
+        """[batch, L, hidden], or [batch, hidden] for the newest position alone (the last block then skips the
+        queries, projections and feed-forward of every other position: the same result, a third less work)."""
         positions = torch.arange(histories.shape[1], device=histories.device)
         x = self.dropout(embedded + self.positions(positions))
-        mask = attention_mask(histories, self.heads, causal)
-        for block in self.blocks:
-            x = block(x, mask)
-        return self.final_norm(x)
+        allowed = attention_allowed(histories, causal)
+        for depth, block in enumerate(self.blocks, start=1):
+            x = block(x, allowed, newest_only=newest_only and depth == len(self.blocks))
+        x = self.final_norm(x)
+        return x[:, -1] if newest_only else x
 
 
 class SASRec(SequentialRecommender):
@@ -80,4 +112,4 @@ class SASRec(SequentialRecommender):
         self.encoder = SelfAttentionEncoder(config)
 
     def encode(self, users: torch.Tensor, histories: torch.Tensor) -> torch.Tensor:
-        return self.encoder(self.items(histories), histories, causal=True)[:, -1]
+        return self.encoder(self.items(histories), histories, causal=True, newest_only=True)

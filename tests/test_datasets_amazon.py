@@ -1,0 +1,330 @@
+"""Amazon Reviews 2023 through `seqrec data prepare amazon2023`: the hand-written fixtures in the release's format
+(tests/fixtures/amazon2023/two_categories), merged categories, title handling, duplicates, ties, gzip, the
+download path from a local HTTP server (with a resumed download), malformed lines and unknown categories."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import http.server
+import json
+import shutil
+import threading
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from seqrec.cli import app
+from seqrec.data.prepare import load_dataset
+from seqrec.store import open_store
+
+FIXTURES = Path(__file__).parent / "fixtures" / "amazon2023" / "two_categories"
+runner = CliRunner()
+
+# user and item ids in the fixture files (see their README)
+A, B, C, D, E, F = (f"AG{c * 3}XXXQ7{c}ZK2M4{c}TQBMFQ{c}R000" for c in "ABCDEF")
+V1, V2, V3, V4, V5, V6 = (f"B0{i}VG{i}0{i}4{i}" for i in range(1, 7))
+B1, B2, B3, B4 = (f"B0{i}AB{i}7{i}2{i}" for i in range(1, 5))
+
+
+def invoke(*args):
+    return runner.invoke(app, [str(arg) for arg in args])
+
+
+def prepare(*args, raw_dir=FIXTURES, category=("Video_Games", "All_Beauty"), k_core=2):
+    flags = [part for name in category for part in ("--category", name)]
+    return invoke("data", "prepare", "amazon2023", *flags, "--raw-dir", raw_dir, "--k-core", k_core, *args)
+
+
+def one_error_line(result, *fragments):
+    """Exit 2, exactly one `error:` line on stderr that contains the fragments, and no traceback."""
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert "Traceback" not in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+    return lines[0]
+
+
+def nothing_left(home: Path):
+    data = home / "data"
+    left = [path.name for path in data.iterdir() if path.name != "raw"] if data.exists() else []
+    assert left == [], left
+    assert open_store().list_datasets() == []
+
+
+def sequences(name: str) -> dict[str, list[str]]:
+    """Full chronological sequence per user in source ids (loo: train items + validation + test target)."""
+    data = load_dataset(name)
+    source = dict(zip(data.items["item"], data.items["source_id"]))
+    users = {int(user): [int(item) for item in items] for user, items in zip(data.train["user"], data.train["items"])}
+    for part in (data.valid, data.test):
+        for user, target in zip(part["user"], part["target"]):
+            users[int(user)].append(int(target))
+    return {user: [source[item] for item in items] for user, items in users.items()}
+
+
+def reference(reviews: list[Path], metas: list[Path], k: int, placeholder: bool = False):
+    """An independent, plain-Python reading of the files: per-user sequences in source ids."""
+    def lines(path):
+        opener = gzip.open if path.name.endswith(".gz") else open
+        with opener(path, "rt", encoding="utf-8") as handle:
+            return [json.loads(line) for line in handle if line.strip()]
+
+    titles = {}
+    for path in metas:
+        for record in lines(path):
+            titles.setdefault(record["parent_asin"], " ".join(record["title"].split()))
+    rows = [(r["user_id"], r["parent_asin"], r["timestamp"]) for path in reviews for r in lines(path)]
+    by_user: dict[str, list] = {}
+    for user, item, time in rows:
+        by_user.setdefault(user, []).append((time, item))
+    for user in by_user:
+        ordered, seen = [], set()
+        for _, item in sorted(by_user[user], key=lambda pair: pair[0]):  # sorted() is stable
+            if item not in seen and (placeholder or titles.get(item)):
+                seen.add(item)
+                ordered.append(item)
+        by_user[user] = ordered
+    while True:
+        counts: dict[str, int] = {}
+        for items in by_user.values():
+            for item in items:
+                counts[item] = counts.get(item, 0) + 1
+        pruned = {user: [i for i in items if counts[i] >= k] for user, items in by_user.items()}
+        pruned = {user: items for user, items in pruned.items() if len(items) >= k}
+        if pruned == by_user:
+            return by_user
+        by_user = pruned
+
+
+def test_cli_prepares_one_category():
+    result = prepare(category=["Video_Games"])
+    assert result.exit_code == 0, result.output
+    assert "amazon2023-Video_Games (amazon2023): 5 users, 5 items, 21 interactions" in result.output
+    row = open_store().get_dataset("amazon2023-Video_Games")
+    assert row.stats["dropped"] == {"malformed": 0, "below_rating_threshold": 0, "duplicates": 1, "no_title": 3,
+                                    "k_core": 1}
+    assert row.options["k_core"] == 2 and row.options["categories"] == ["Video_Games"]
+    listed = invoke("data", "list")
+    assert listed.exit_code == 0 and "amazon2023-Video_Games" in listed.output
+    shown = invoke("data", "show", "amazon2023-Video_Games", "--examples", 5)
+    assert shown.exit_code == 0 and "Mario & Sonic at the Olympic Games" in shown.output
+
+
+def test_merged_categories_match_an_independent_reading():
+    result = prepare("--name", "mix")
+    assert result.exit_code == 0, result.output
+    got = sequences("mix")
+    assert sorted(got.values()) == sorted(reference(
+        [FIXTURES / "All_Beauty.jsonl", FIXTURES / "Video_Games.jsonl"],
+        [FIXTURES / "meta_All_Beauty.jsonl.gz", FIXTURES / "meta_Video_Games.jsonl"], k=2).values())
+    assert list(got.values()) == [  # users numbered by first appearance (All_Beauty is read first)
+        [V1, V2, V3, V4, V5, B1, B2],  # A: the repeated V1 is gone, the first one kept
+        [V3, V4, V1, V2, V5, B1, B3],  # B: V3 and V4 share a timestamp, file order kept
+        [V4, V3, V2, V1, B2, B3],  # C: the same tie, the other way round in the file
+        [V1, V2, V5, V3, B1],  # D: V6 has no title
+        [V2, V1, V4, B2],  # E: B4 reviewed once, gone with the 2-core
+        [V5, B3, B1],  # F
+    ]
+    stats = open_store().get_dataset("mix").stats
+    assert (stats["users"], stats["items"], stats["interactions"]) == (6, 8, 32)
+    assert stats["dropped"] == {"malformed": 0, "below_rating_threshold": 0, "duplicates": 1, "no_title": 3,
+                                "k_core": 1}
+    assert stats["avg_length"] == round(32 / 6, 3) and stats["sparsity"] == round(1 - 32 / 48, 6)
+    items = load_dataset("mix").items
+    assert list(items["item"]) == list(range(1, 9))  # dense ids, 0 is padding
+    assert list(items["source_id"]) == [B1, B2, B3, V1, V3, V4, V2, V5]  # order of first appearance
+
+
+def test_the_order_categories_are_typed_in_does_not_matter():
+    first = prepare("--name", "one", category=["Video_Games", "All_Beauty"])
+    second = prepare("--name", "two", category=["All_Beauty", "Video_Games", "All_Beauty"])
+    assert first.exit_code == 0 and second.exit_code == 0, second.output
+    store = open_store()
+    assert store.get_dataset("one").fingerprint == store.get_dataset("two").fingerprint
+    assert store.get_dataset("two").options["categories"] == ["All_Beauty", "Video_Games"]
+
+
+def test_titles_are_cleaned_and_the_first_meta_record_wins():
+    assert prepare("--name", "mix").exit_code == 0
+    items = load_dataset("mix").items.set_index("source_id")
+    assert items.loc[V2, "title"] == "Mario & Sonic at the Olympic Games"
+    assert items.loc[B1, "title"] == "L'Oreal Paris Revitalift Serum"
+    assert items.loc[V1, "title"] == "Zelda: Breath of the Wild"  # not the later "Duplicate meta record"
+    assert items.loc[V1, "categories"] == "Video Games > Nintendo Switch > Games"
+    assert items.loc[V1, "store"] == "Nintendo"
+    assert items.loc[V1, "description"] == "Description of item 1."
+    assert V6 not in items.index
+
+
+def test_missing_titles_get_a_counted_placeholder():
+    result = prepare("--name", "ph", "--missing-titles", "placeholder")
+    assert result.exit_code == 0, result.output
+    assert "items given a placeholder title: 1" in result.output
+    stats = open_store().get_dataset("ph").stats
+    assert stats["placeholder_titles"] == 1 and stats["dropped"]["no_title"] == 0
+    assert stats["interactions"] == 35 and stats["items"] == 9
+    items = load_dataset("ph").items.set_index("source_id")
+    assert items.loc[V6, "title"] == f"Item {V6}"
+    assert sorted(sequences("ph").values()) == sorted(reference(
+        [FIXTURES / "All_Beauty.jsonl", FIXTURES / "Video_Games.jsonl"],
+        [FIXTURES / "meta_All_Beauty.jsonl.gz", FIXTURES / "meta_Video_Games.jsonl"], k=2, placeholder=True).values())
+
+
+def test_gzipped_and_plain_files_give_the_same_data(tmp_path):
+    plain, zipped = tmp_path / "plain", tmp_path / "zipped"
+    plain.mkdir()
+    zipped.mkdir()
+    for path in FIXTURES.glob("*.jsonl*"):
+        data = gzip.decompress(path.read_bytes()) if path.name.endswith(".gz") else path.read_bytes()
+        stem = path.name.removesuffix(".gz")
+        (plain / stem).write_bytes(data)
+        (zipped / (stem + ".gz")).write_bytes(gzip.compress(data, mtime=0))
+    assert prepare("--name", "plain", raw_dir=plain).exit_code == 0
+    assert prepare("--name", "zipped", raw_dir=zipped).exit_code == 0
+    one, two = load_dataset("plain"), load_dataset("zipped")
+    for part in ("items", "train", "valid", "test"):
+        assert getattr(one, part).equals(getattr(two, part)), part
+
+
+# malformed lines ----------------------------------------------------------------------------------------------
+@pytest.fixture
+def broken_dir(tmp_path):
+    """The fixtures with a truncated JSON line at line 3 and a non-object at line 7 of Video_Games.jsonl."""
+    folder = tmp_path / "broken"
+    shutil.copytree(FIXTURES, folder, ignore=shutil.ignore_patterns("*.md"))
+    lines = (folder / "Video_Games.jsonl").read_text().splitlines(keepends=True)
+    lines.insert(2, lines[2][:40] + "\n")
+    lines.insert(6, "[1, 2, 3]\n")
+    (folder / "Video_Games.jsonl").write_text("".join(lines))
+    return folder
+
+
+def test_malformed_lines_are_counted_with_their_first_line_numbers(broken_dir):
+    result = prepare("--name", "broken", raw_dir=broken_dir)
+    assert result.exit_code == 0, result.output
+    assert "2 malformed line(s) skipped" in result.stderr and "Video_Games.jsonl:3" in result.stderr
+    meta = json.loads((Path(open_store().get_dataset("broken").path) / "meta.json").read_text())
+    assert meta["stats"]["malformed_first_lines"] == ["Video_Games.jsonl:3", "Video_Games.jsonl:7"]
+    assert meta["stats"]["dropped"]["malformed"] == 2
+    assert meta["stats"]["interactions"] == 32  # the inserted lines were extra: the rest is read as before
+
+
+def test_strict_stops_at_the_first_malformed_line(broken_dir, seqrec_home):
+    result = prepare("--name", "broken", "--strict", raw_dir=broken_dir)
+    one_error_line(result, "Video_Games.jsonl, line 3", "malformed JSON")
+    nothing_left(seqrec_home)
+
+
+def test_unknown_category_lists_the_valid_names(seqrec_home):
+    result = prepare(category=["Video_Game"])
+    line = one_error_line(result, "unknown Amazon 2023 category 'Video_Game'", "did you mean Video_Games")
+    assert "All_Beauty" in line and "Tools_and_Home_Improvement" in line
+    nothing_left(seqrec_home)
+
+
+# download -----------------------------------------------------------------------------------------------------
+class RangeHandler(http.server.BaseHTTPRequestHandler):
+    """Serves files under ``server.root`` and honours ``Range: bytes=N-``; records every request."""
+
+    def do_GET(self):
+        self.server.requests.append((self.path, self.headers.get("Range")))
+        path = self.server.root / self.path.lstrip("/")
+        if not path.is_file():
+            self.send_error(404)
+            return
+        data = path.read_bytes()
+        start = 0
+        if self.headers.get("Range", "").startswith("bytes="):
+            start = int(self.headers["Range"][len("bytes="):].split("-")[0])
+            if start >= len(data):
+                self.send_error(416)
+                return
+            self.send_response(206)
+            self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+        else:
+            self.send_response(200)
+        self.send_header("Content-Length", str(len(data) - start))
+        self.end_headers()
+        self.wfile.write(data[start:])
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def server(tmp_path):
+    """The fixtures laid out as the McAuley Lab server has them, on 127.0.0.1."""
+    root = tmp_path / "www"
+    for folder in ("review_categories", "meta_categories"):
+        (root / folder).mkdir(parents=True)
+    for path in FIXTURES.glob("*.jsonl*"):
+        data = path.read_bytes() if path.name.endswith(".gz") else gzip.compress(path.read_bytes(), mtime=0)
+        folder = "meta_categories" if path.name.startswith("meta_") else "review_categories"
+        (root / folder / (path.name.removesuffix(".gz") + ".gz")).write_bytes(data)
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), RangeHandler)
+    httpd.root, httpd.requests = root, []
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    yield httpd
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def url(server) -> str:
+    return f"http://127.0.0.1:{server.server_address[1]}"
+
+
+def test_download_from_a_base_url(server, seqrec_home):
+    result = invoke("data", "prepare", "amazon2023", "--category", "Video_Games", "--category", "All_Beauty",
+                    "--base-url", url(server), "--k-core", 2, "--name", "fetched")
+    assert result.exit_code == 0, result.output
+    assert sorted(path for path, _ in server.requests) == [
+        "/meta_categories/meta_All_Beauty.jsonl.gz", "/meta_categories/meta_Video_Games.jsonl.gz",
+        "/review_categories/All_Beauty.jsonl.gz", "/review_categories/Video_Games.jsonl.gz"]
+    folder = seqrec_home / "data" / "raw" / "amazon2023"
+    checksums = json.loads((folder / "checksums.json").read_text())
+    for name, digest in checksums.items():
+        served = next(server.root.glob(f"*/{name}"))
+        assert (folder / name).read_bytes() == served.read_bytes()
+        assert digest == hashlib.sha256(served.read_bytes()).hexdigest()
+    assert len(checksums) == 4 and not list(folder.glob("*.part"))
+    assert open_store().get_dataset("fetched").options["origin"] == "download"
+    assert prepare("--name", "local").exit_code == 0
+    assert sequences("fetched") == sequences("local")
+
+    server.requests.clear()  # kept files are reused: a second prepare downloads nothing
+    again = invoke("data", "prepare", "amazon2023", "--category", "Video_Games", "--category", "All_Beauty",
+                   "--base-url", url(server), "--k-core", 2, "--name", "fetched")
+    assert again.exit_code == 0 and server.requests == []
+
+
+def test_a_partial_download_is_resumed_with_a_range_request(server, seqrec_home):
+    served = server.root / "review_categories" / "Video_Games.jsonl.gz"
+    folder = seqrec_home / "data" / "raw" / "amazon2023"
+    folder.mkdir(parents=True)
+    (folder / "Video_Games.jsonl.gz.part").write_bytes(served.read_bytes()[:100])
+    result = invoke("data", "prepare", "amazon2023", "--category", "Video_Games", "--base-url", url(server),
+                    "--k-core", 2)
+    assert result.exit_code == 0, result.output
+    assert ("/review_categories/Video_Games.jsonl.gz", "bytes=100-") in server.requests
+    assert (folder / "Video_Games.jsonl.gz").read_bytes() == served.read_bytes()
+    assert not (folder / "Video_Games.jsonl.gz.part").exists()
+    assert open_store().get_dataset("amazon2023-Video_Games").stats["interactions"] == 21
+
+
+def test_base_url_from_the_environment(server, monkeypatch):
+    monkeypatch.setenv("SEQREC_AMAZON_BASE_URL", url(server) + "/")
+    result = invoke("data", "prepare", "amazon2023", "--category", "Video_Games", "--k-core", 2)
+    assert result.exit_code == 0, result.output
+    assert len(server.requests) == 2
+
+
+def test_a_file_missing_on_the_server_is_one_error(server, seqrec_home):
+    result = invoke("data", "prepare", "amazon2023", "--category", "Books", "--base-url", url(server))
+    one_error_line(result, "HTTP 404", "Books.jsonl.gz")
+    nothing_left(seqrec_home)

@@ -1,0 +1,267 @@
+"""`seqrec data prepare` as a whole: ML-100K from the recbole package checked against an independent k-core,
+reuse and byte-identical output, a name taken by other inputs, and every bad input (exit 2, one `error:` line,
+no traceback, nothing left in the store)."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import shutil
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from seqrec.cli import app
+from seqrec.data import movielens, prepare
+from seqrec.data.prepare import load_dataset, prepare_source
+from seqrec.errors import SeqrecError
+from seqrec.store import open_store
+
+FIXTURES = Path(__file__).parent / "fixtures" / "amazon2023" / "two_categories"
+runner = CliRunner()
+
+
+def invoke(*args):
+    return runner.invoke(app, [str(arg) for arg in args])
+
+
+def prepare_amazon(*args, raw_dir=FIXTURES, k_core=2):
+    return invoke("data", "prepare", "amazon2023", "--category", "Video_Games", "--category", "All_Beauty",
+                  "--raw-dir", raw_dir, "--k-core", k_core, *args)
+
+
+def one_error_line(result, *fragments) -> str:
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert "Traceback" not in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+    return lines[0]
+
+
+def nothing_left(home: Path) -> None:
+    """No dataset folder (finished or half-written) and no dataset row."""
+    data = home / "data"
+    left = sorted(path.name for path in data.iterdir() if path.name != "raw") if data.exists() else []
+    assert left == [], left
+    assert open_store().list_datasets() == []
+
+
+def files_of(name: str) -> dict[str, bytes]:
+    folder = Path(open_store().get_dataset(name).path)
+    return {path.name: path.read_bytes() for path in sorted(folder.iterdir())}
+
+
+# ML-100K ------------------------------------------------------------------------------------------------------
+def recbole_inter() -> Path:
+    files, origin = movielens.locate("ml-100k")
+    assert origin == "pypi:recbole"
+    return files[0]
+
+
+def test_ml100k_raw_read_from_the_recbole_package():
+    files, _ = movielens.locate("ml-100k")
+    raw = movielens.read("ml-100k", files)
+    frame = raw.interactions
+    assert len(frame) == 100_000 and raw.bad_rows.count == 0
+    assert frame["user"].nunique() == 943 and frame["item"].nunique() == 1_682
+    assert len(raw.items) == 1_682
+    titles = dict(zip(raw.items["item"], raw.items["title"]))
+    assert titles["1"] == "Toy Story (1995)"  # titles keep their year
+
+
+def independent_k_core(path: Path, k: int) -> dict[str, list[str]]:
+    """Plain Python: per-user item lists in time order (ties in file order), iterative k-core with dicts."""
+    with path.open(newline="") as handle:
+        rows = list(csv.reader(handle, delimiter="\t"))[1:]
+    by_user: dict[str, list[tuple[float, str]]] = {}
+    for user, item, _, timestamp in rows:
+        by_user.setdefault(user, []).append((float(timestamp), item))
+    sequences = {user: [item for _, item in sorted(pairs, key=lambda pair: pair[0])] for user, pairs in by_user.items()}
+    while True:
+        item_count: dict[str, int] = {}
+        for items in sequences.values():
+            for item in items:
+                item_count[item] = item_count.get(item, 0) + 1
+        kept = {user: [item for item in items if item_count[item] >= k] for user, items in sequences.items()}
+        kept = {user: items for user, items in kept.items() if len(items) >= k}
+        if kept == sequences:
+            return sequences
+        sequences = kept
+
+
+def test_ml100k_5core_matches_an_independent_computation():
+    result = invoke("data", "prepare", "movielens", "--variant", "ml-100k")
+    assert result.exit_code == 0, result.output
+    stats = open_store().get_dataset("ml-100k").stats
+    assert (stats["users"], stats["items"], stats["interactions"]) == (943, 1_349, 99_287)
+    assert stats["dropped"]["k_core"] == 100_000 - 99_287 and stats["dropped"]["duplicates"] == 0
+
+    expected = independent_k_core(recbole_inter(), 5)
+    assert len(expected) == 943 and sum(map(len, expected.values())) == 99_287
+    assert len({item for items in expected.values() for item in items}) == 1_349
+
+    data = load_dataset("ml-100k")
+    source = dict(zip(data.items["item"], data.items["source_id"]))
+    got = {int(user): list(items) for user, items in zip(data.train["user"], data.train["items"])}
+    for part in (data.valid, data.test):
+        for user, target in zip(part["user"], part["target"]):
+            got[int(user)].append(target)
+    got_sequences = sorted([source[item] for item in items] for items in got.values())
+    assert got_sequences == sorted(expected.values())  # including the order of equal timestamps
+
+
+# reuse --------------------------------------------------------------------------------------------------------
+def test_same_inputs_twice_reuse_the_row_and_give_identical_files(tmp_path):
+    assert prepare_amazon("--name", "mix").exit_code == 0
+    row = open_store().get_dataset("mix")
+    before = files_of("mix")
+    stamps = {path.name: path.stat().st_mtime_ns for path in Path(row.path).iterdir()}
+
+    copy = tmp_path / "copy"  # the same files in another folder are the same inputs
+    shutil.copytree(FIXTURES, copy)
+    for raw_dir in (FIXTURES, copy):
+        again = prepare_amazon("--name", "mix", raw_dir=raw_dir)
+        assert again.exit_code == 0, again.output
+        assert open_store().get_dataset("mix").id == row.id and len(open_store().list_datasets()) == 1
+        assert {path.name: path.stat().st_mtime_ns for path in Path(row.path).iterdir()} == stamps
+
+    assert invoke("data", "delete", "mix", "--yes").exit_code == 0
+    assert prepare_amazon("--name", "mix").exit_code == 0
+    assert files_of("mix") == before  # prepared from scratch: byte for byte the same
+
+
+def test_a_dataset_whose_files_are_gone_is_prepared_again():
+    assert prepare_amazon("--name", "mix").exit_code == 0
+    before = files_of("mix")
+    shutil.rmtree(open_store().get_dataset("mix").path)
+    assert prepare_amazon("--name", "mix").exit_code == 0
+    assert files_of("mix") == before
+
+
+@pytest.mark.parametrize("change", [["--k-core", "3"], ["--split", "user-ratio"], ["--missing-titles", "placeholder"]])
+def test_a_name_taken_by_other_inputs_is_refused(change):
+    assert prepare_amazon("--name", "mix").exit_code == 0
+    row, before = open_store().get_dataset("mix"), files_of("mix")
+    result = prepare_amazon("--name", "mix", *change)
+    one_error_line(result, "dataset name 'mix' is already taken")
+    assert open_store().get_dataset("mix").fingerprint == row.fingerprint and files_of("mix") == before
+
+
+def test_a_name_taken_by_other_files_is_refused(tmp_path):
+    assert prepare_amazon("--name", "mix").exit_code == 0
+    other = tmp_path / "other"
+    shutil.copytree(FIXTURES, other)
+    with (other / "Video_Games.jsonl").open("a") as handle:
+        handle.write((other / "Video_Games.jsonl").read_text().splitlines()[0].replace("1600000060000",
+                                                                                       "1600009999000") + "\n")
+    one_error_line(prepare_amazon("--name", "mix", raw_dir=other), "already taken")
+
+
+# bad input ----------------------------------------------------------------------------------------------------
+def without(tmp_path: Path, *names: str) -> Path:
+    folder = tmp_path / "raw"
+    shutil.copytree(FIXTURES, folder, ignore=shutil.ignore_patterns(*names))
+    return folder
+
+
+def corrupt_gzip(tmp_path: Path) -> Path:
+    folder = without(tmp_path)
+    path = folder / "meta_All_Beauty.jsonl.gz"
+    path.write_bytes(path.read_bytes()[:-20] + b"\x00" * 20)
+    return folder
+
+
+def bad_meta_line(tmp_path: Path) -> Path:
+    folder = without(tmp_path)
+    path = folder / "meta_Video_Games.jsonl"
+    lines = path.read_text().splitlines(keepends=True)
+    path.write_text("".join(lines[:4] + ['{"parent_asin": "B0X", "title": \n'] + lines[4:]))
+    return folder
+
+
+BAD_AMAZON = {
+    "missing raw dir": (lambda tmp: tmp / "nowhere", [], ["missing folder", "nowhere"]),
+    "missing review file": (lambda tmp: without(tmp, "All_Beauty.jsonl"), [], ["missing review file",
+                                                                              "All_Beauty.jsonl"]),
+    "missing meta file": (lambda tmp: without(tmp, "meta_Video_Games.jsonl"), [], ["missing meta file",
+                                                                                   "meta_Video_Games.jsonl"]),
+    "nothing after k-core": (lambda tmp: FIXTURES, ["--k-core", "5"], ["nothing is left after 5-core",
+                                                                        "try a smaller --k-core"]),
+    "strict meta line": (bad_meta_line, ["--strict"], ["meta_Video_Games.jsonl, line 5", "--strict"]),
+    "unreadable gzip": (corrupt_gzip, [], ["meta_All_Beauty.jsonl.gz", "cannot be read as gzip"]),
+    "bad option": (lambda tmp: FIXTURES, ["--split", "random"], ["--split must be one of"]),
+    "bad name": (lambda tmp: FIXTURES, ["--name", "../escape"], ["dataset name '../escape'"]),
+}
+
+
+@pytest.mark.parametrize("case", BAD_AMAZON)
+def test_bad_amazon_input_is_one_error_and_leaves_nothing(case, tmp_path, seqrec_home):
+    make, extra, fragments = BAD_AMAZON[case]
+    k_core = extra[1] if extra[:1] == ["--k-core"] else 2
+    extra = extra[2:] if extra[:1] == ["--k-core"] else extra
+    one_error_line(prepare_amazon(*extra, raw_dir=make(tmp_path), k_core=k_core), *fragments)
+    nothing_left(seqrec_home)
+
+
+@pytest.mark.parametrize("args, fragments", [
+    (["--variant", "ml-10m"], ["unknown MovieLens variant 'ml-10m'", "ml-100k or ml-1m"]),
+    (["--path", "/nonexistent/ml-100k"], ["missing folder"]),
+])
+def test_bad_movielens_input_is_one_error(args, fragments, seqrec_home):
+    one_error_line(invoke("data", "prepare", "movielens", *args), *fragments)
+    nothing_left(seqrec_home)
+
+
+def test_a_source_that_does_not_take_an_option(seqrec_home):
+    with pytest.raises(SeqrecError, match="movielens does not take categories"):
+        prepare_source("movielens", {"categories": ["Video_Games"]}, {})
+    with pytest.raises(SeqrecError, match="unknown source 'steam'"):
+        prepare_source("steam", {}, {})
+    result = invoke("data", "prepare", "movielens", "--category", "Video_Games")  # the CLI refuses it too
+    assert result.exit_code == 2 and "No such option" in result.output and "Traceback" not in result.output
+    nothing_left(seqrec_home)
+
+
+def test_a_source_takes_its_own_options():
+    row = prepare_source("amazon2023", {"categories": ["Video_Games"], "raw_dir": FIXTURES, "name": "vg"},
+                         {"k_core": 2})
+    assert row.stats["interactions"] == 21
+
+
+def test_a_failed_write_leaves_nothing_half_written(monkeypatch, seqrec_home):
+    real = prepare.write_prepared
+
+    def write_then_fail(data, folder):
+        real(data, folder)
+        raise OSError("disk full")
+
+    monkeypatch.setattr(prepare, "write_prepared", write_then_fail)
+    with pytest.raises(OSError, match="disk full"):
+        prepare.prepare_amazon2023(["Video_Games"], raw_dir=FIXTURES, k_core=2)
+    nothing_left(seqrec_home)
+
+    monkeypatch.setattr(prepare, "write_prepared", real)  # the row cannot be recorded: the folder goes too
+    store_class = type(open_store())
+    add_dataset = store_class.add_dataset
+
+    def refuse(self, **kwargs):
+        raise OSError("database is locked")
+
+    monkeypatch.setattr(store_class, "add_dataset", refuse)
+    with pytest.raises(OSError, match="database is locked"):
+        prepare.prepare_amazon2023(["Video_Games"], raw_dir=FIXTURES, k_core=2)
+    monkeypatch.setattr(store_class, "add_dataset", add_dataset)
+    nothing_left(seqrec_home)
+
+
+def test_gzipped_review_file_and_plain_meta_are_found(tmp_path):
+    folder = without(tmp_path, "Video_Games.jsonl", "All_Beauty.jsonl")
+    for name in ("Video_Games.jsonl", "All_Beauty.jsonl"):
+        (folder / (name + ".gz")).write_bytes(gzip.compress((FIXTURES / name).read_bytes(), mtime=0))
+    result = prepare_amazon("--name", "gz", raw_dir=folder)
+    assert result.exit_code == 0, result.output
+    assert open_store().get_dataset("gz").stats["interactions"] == 32
