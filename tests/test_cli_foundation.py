@@ -96,11 +96,6 @@ def test_seqrec_db_overrides_the_database_location(tmp_path, monkeypatch):
     assert (tmp_path / "elsewhere.db").exists()
 
 
-def test_planned_groups_only_show_help():
-    result = invoke("distill")
-    assert "not built yet" in result.output
-
-
 def test_prompt_templates_render_and_missing_variables_are_errors():
     text = render_prompt("rerank", history=["Toy Story (1995)"], candidates=["Heat (1995)", "Babe (1995)"], top_k=2)
     assert "Toy Story (1995)" in text and "[2] Babe (1995)" in text and "Sequential coherence" in text

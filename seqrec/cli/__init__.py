@@ -5,7 +5,7 @@ from typing import Optional
 import typer
 
 from seqrec import __version__
-from seqrec.cli import dashboard, data, db, embed, models, report, run, runs, train
+from seqrec.cli import dashboard, data, db, distill, embed, models, report, run, runs, train
 from seqrec.cli._app import command_group, console
 
 app = command_group(
@@ -22,13 +22,7 @@ app.command("evaluate")(train.evaluate)
 app.command("run")(run.run)
 app.command("report")(report.report)
 app.command("dashboard")(dashboard.dashboard)
-
-# Groups whose commands arrive with later work: registered so that `--help` shows the whole shape of the tool.
-PLANNED = {
-    "distill": "Distill an LLM item embedder from a teacher into a student (not built yet).",
-}
-for name, help_text in PLANNED.items():
-    app.add_typer(command_group(help_text), name=name)
+app.command("distill")(distill.distill)
 
 
 def show_version(value: bool) -> None:

@@ -83,6 +83,13 @@ def train_parameters() -> set[str]:
     return fields | call
 
 
+def distill_parameters() -> set[str]:
+    from seqrec.llm.distill import DistillConfig
+
+    return {f.name for f in dataclasses.fields(DistillConfig)} | {"epochs", "batch_size", "lr", "weight_decay",
+                                                                  "patience", "eval_every", "grad_accum"}
+
+
 def prepare_points(spec: ExperimentsFile, name: str, experiment: ExperimentSpec) -> list[Point]:
     dataset_name = experiment.dataset
     dataset = spec.datasets[dataset_name]
@@ -91,9 +98,6 @@ def prepare_points(spec: ExperimentsFile, name: str, experiment: ExperimentSpec)
     done = open_store().get_dataset(dataset_name)
     return [Point(name, "prepare", {"dataset": dataset_name}, "done" if done else "to do", done and done.id,
                   lambda: prepare_source(dataset.source, {**inputs, "name": dataset_name}, options))]
-
-
-EMBED_PREFIX = "embed:"
 
 
 def embed_requests(spec: ExperimentsFile, name: str) -> list[dict]:
@@ -127,18 +131,55 @@ def embed_points(spec: ExperimentsFile, name: str) -> list[Point]:
     return points
 
 
+def distill_requests(spec: ExperimentsFile, name: str) -> list[dict]:
+    """The distill() calls a distill experiment stands for: one per grid point and seed."""
+    experiment = spec.experiments[name]
+    return [{"teacher": spec.models[experiment.teacher].alias, "student": spec.models[experiment.student].alias,
+             "dataset": experiment.dataset, **params} for params in expand(experiment)]
+
+
+def finished_distillation(request: dict) -> int | None:
+    """The finished distill run made with exactly these settings (its recorded options are the request's)."""
+    options = {key: value for key, value in request.items() if key not in ("teacher", "student", "dataset", "seed")}
+    for run in open_store().list_runs(kind="distill", status="finished", limit=None):
+        config = run.config
+        if (config.get("teacher"), config.get("student"), config.get("dataset"), config.get("seed"),
+                config.get("options")) == (request["teacher"], request["student"], request["dataset"],
+                                            request["seed"], dict(sorted(options.items()))):
+            return run.id
+    return None
+
+
+def distill_points(spec: ExperimentsFile, name: str) -> list[Point]:
+    from seqrec.llm.distill import distill
+
+    points = []
+    for request in distill_requests(spec, name):
+        run_id = finished_distillation(request)
+        points.append(Point(name, "distill", request, "done" if run_id else "to do", run_id,
+                            lambda request=request: distill(**request, experiment=name)))
+    return points
+
+
+# ``item_emb = "<stage>:<experiment>"`` in a train stage names the embeddings another experiment makes.
+EMBEDDING_SOURCES = {"embed": (embed_requests, finished_embedding),
+                     "distill": (distill_requests, finished_distillation)}
+
+
 def resolve_item_embeddings(spec: ExperimentsFile, value, path: Path):
-    """``embed:<experiment>`` in a train stage names the embeddings an embed experiment makes."""
-    if not isinstance(value, str) or not value.startswith(EMBED_PREFIX):
+    """``embed:<experiment>`` / ``distill:<experiment>``: ``run:ID`` of the run that made them, None if none yet."""
+    stage, _, source = value.partition(":") if isinstance(value, str) else ("", "", "")
+    if stage not in EMBEDDING_SOURCES:
         return value
-    source = value[len(EMBED_PREFIX):]
-    if source not in spec.experiments or spec.experiments[source].stage != "embed":
-        raise SeqrecError(f"{path}: item_emb {value!r}: {source!r} is not an embed experiment")
-    requests = embed_requests(spec, source)
+    if source not in spec.experiments or spec.experiments[source].stage != stage:
+        raise SeqrecError(f"{path}: item_emb {value!r}: {source!r} is not a{'n' if stage == 'embed' else ''} "
+                          f"{stage} experiment")
+    requests_of, finished = EMBEDDING_SOURCES[stage]
+    requests = requests_of(spec, source)
     if len(requests) != 1:
         raise SeqrecError(f"{path}: item_emb {value!r}: that experiment makes {len(requests)} embeddings; "
-                          "use an embed experiment without a grid")
-    run_id = finished_embedding(requests[0])
+                          f"use a{'n' if stage == 'embed' else ''} {stage} experiment with one seed and no grid")
+    run_id = finished(requests[0])
     return None if run_id is None else f"run:{run_id}"
 
 
@@ -199,11 +240,12 @@ STAGE_PARAMETERS: dict[str, Callable[[], set[str]]] = {
     "train": train_parameters,
     "evaluate": lambda: {"of", "noise", "eval", "mask_seen"},
     "embed": lambda: {"pooling", "attention", "template", "batch_size", "max_length", "bf16"},
+    "distill": distill_parameters,
 }
 
 
 REQUIRED = {"train": ("model",), "evaluate": ("of",)}
-NEEDS_DATASET = ("prepare", "train", "embed")
+NEEDS_DATASET = ("prepare", "train", "embed", "distill")
 
 
 def points_of(spec: ExperimentsFile, name: str, path: Path) -> list[Point]:
@@ -217,6 +259,9 @@ def points_of(spec: ExperimentsFile, name: str, path: Path) -> list[Point]:
             raise SeqrecError(f"{path}: experiments.{name}.params.{required}: the {experiment.stage} stage needs it")
     if experiment.stage == "embed" and experiment.model is None:
         raise SeqrecError(f"{path}: experiments.{name}.model: the embed stage needs a model (a [models] entry)")
+    if experiment.stage == "distill" and (experiment.teacher is None or experiment.student is None):
+        raise SeqrecError(f"{path}: experiments.{name}: the distill stage needs a teacher and a student "
+                          "([models] entries)")
     if experiment.stage in NEEDS_DATASET and experiment.dataset is None:
         raise SeqrecError(f"{path}: experiments.{name}.dataset: the {experiment.stage} stage needs a dataset")
     if experiment.stage == "prepare":
@@ -225,6 +270,8 @@ def points_of(spec: ExperimentsFile, name: str, path: Path) -> list[Point]:
         return train_points(spec, name, experiment, path)
     if experiment.stage == "embed":
         return embed_points(spec, name)
+    if experiment.stage == "distill":
+        return distill_points(spec, name)
     return evaluate_points(name, experiment)
 
 

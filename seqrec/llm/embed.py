@@ -220,9 +220,14 @@ def embed_items(model: str, dataset: str, *, pooling: str = "mean", attention: s
         run.log_metrics({"items": len(texts), "dim": matrix.shape[1], "tokens": tokens, "seconds": seconds,
                          "tokens_per_s": tokens / max(seconds, 1e-9)}, split="embed")
         run.log_artifact(path, ARTIFACT_KIND, meta={
-            "label": f"{record.alias} {pooling}/{config['attention']}", "shape": list(matrix.shape),
+            "label": embedding_label(record.alias, pooling, config["attention"]), "shape": list(matrix.shape),
             "model": record.alias, "dataset": dataset})
     return EmbeddedItems(run.id, path, cached=False)
+
+
+def embedding_label(model: str, pooling: str, attention: str) -> str:
+    """How reports name a model's item embeddings, e.g. ``smollm2-135m-instruct mean/causal``."""
+    return f"{model} {pooling}/{attention}"
 
 
 @contextmanager

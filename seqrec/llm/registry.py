@@ -240,8 +240,28 @@ class ModelRecord:
     revision: str | None
 
 
+RUN_PREFIX = "run:"
+
+
+def trained_model_record(reference: str) -> ModelRecord:
+    """``run:ID``: the model folder a training run saved (an LLM2Rec stage, a distilled student)."""
+    run_id = reference[len(RUN_PREFIX):]
+    if not run_id.isdigit():
+        raise SeqrecError(f"{reference!r}: a trained model is named run:ID, e.g. run:12")
+    store = open_store()
+    run = store.get_run(int(run_id))
+    folders = [artifact for artifact in store.artifacts(run.id, kind="model")
+               if Path(artifact.path, "config.json").exists()]
+    if not folders:
+        raise SeqrecError(f"run {run.id} ({run.kind}, {run.status}) saved no model folder")
+    return ModelRecord(alias=reference, path=folders[-1].path, sha256=folders[-1].sha256, revision=None)
+
+
 def model_record(name: str) -> ModelRecord:
-    """A pulled alias, a local folder used in place, or a registry alias / hub id pulled now."""
+    """A pulled alias, ``run:ID`` (a model a run trained), a local folder used in place, or a registry alias /
+    hub id pulled now."""
+    if name.startswith(RUN_PREFIX):
+        return trained_model_record(name)
     row = open_store().get_model(name)
     if row is None and Path(name).is_dir():
         folder = Path(name).resolve()

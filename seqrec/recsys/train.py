@@ -83,7 +83,8 @@ def fit(model: torch.nn.Module, train_set: Dataset, validate, config: TrainConfi
         state = LoopState.load(checkpoint / "loop.json")
 
     with progress_bar(accelerator) as bar:
-        task = bar.add_task("training", total=config.epochs, completed=state.epoch, info="")
+        task = bar.add_task("training", total=config.epochs * len(loader), completed=state.epoch * len(loader),
+                            info="")
         for epoch in range(state.epoch, config.epochs):
             loader.set_epoch(epoch)
             model.train()
@@ -96,6 +97,7 @@ def fit(model: torch.nn.Module, train_set: Dataset, validate, config: TrainConfi
                     optimizer.zero_grad()
                 total += loss.detach()
                 batches += 1
+                bar.advance(task)
             mean_loss = float(accelerator.reduce(total, "mean")) / max(batches, 1)
             accelerator.log({"loss": mean_loss}, step=epoch + 1, log_kwargs={"seqrec": {"split": "train"}})
             state.epoch = epoch + 1
@@ -118,7 +120,7 @@ def fit(model: torch.nn.Module, train_set: Dataset, validate, config: TrainConfi
                 info += f"  {config.metric} {score:.4f} (best {state.best:.4f} @ {state.best_epoch})"
                 if state.evaluations_without_improvement >= config.patience:
                     break
-            bar.update(task, completed=state.epoch, info=info)
+            bar.update(task, info=f"epoch {state.epoch}  {info}")
 
     accelerator.wait_for_everyone()
     model = accelerator.unwrap_model(model)

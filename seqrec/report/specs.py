@@ -21,12 +21,19 @@ class TableSpec:
     title: str
     include: Callable[[dict], bool]  # does a run with this config belong to the table?
     row_keys: tuple[str, ...]  # config keys whose values name a row ("variant", when set, names it alone)
-    baseline: dict  # config values that turn a row into the row it is tested against
+    # config values that turn a row into the row it is tested against, or a function of the run's config giving them
+    baseline: dict | Callable[[dict], dict]
+    baseline_note: str = ""  # says what a function baseline is
     column_keys: tuple[str, ...] = ("dataset", "eval")  # run fields (then config keys) that name a column group
     metrics: dict[str, tuple[str, ...]] = field(default_factory=lambda: METRICS)
     kinds: tuple[str, ...] = ("train",)
 
+    def baseline_values(self, config: dict) -> dict:
+        return self.baseline(config) if callable(self.baseline) else self.baseline
+
     def baseline_text(self) -> str:
+        if callable(self.baseline):
+            return self.baseline_note
         return ", ".join(f"{key}={'none' if value is None else value}" for key, value in self.baseline.items())
 
 
@@ -45,7 +52,9 @@ TABLES = {
         title="Distillation: base vs distilled LLM item embedders",
         include=lambda config: _plain(config) and bool(config.get("item_emb")),
         row_keys=("model", "item_emb"),
-        baseline={"item_emb": "smollm2-135m"},
+        # a distilled student's embeddings record the label of its base model's embeddings
+        baseline=lambda config: {"item_emb": config.get("item_emb_baseline") or config.get("item_emb")},
+        baseline_note="the base student's item embeddings",
     ),
     "noise": TableSpec(
         title="Robustness: deletion noise and LLM re-ranking",

@@ -76,7 +76,7 @@ def _runs_frame(store: Store, spec: TableSpec, experiment: str | None) -> pd.Dat
         records.append({
             "run": run.id, "status": run.status, "seed": run.seed,
             "row": row_label(run.config, spec.row_keys),
-            "baseline": row_label({**identity, **spec.baseline}, spec.row_keys),
+            "baseline": row_label({**identity, **spec.baseline_values(run.config)}, spec.row_keys),
             "group": f"{first} ({', '.join(map(str, rest))})" if rest else str(first),
             "dataset": str(keys.get("dataset", "")), "protocol": str(keys.get("eval", DEFAULT_PROTOCOL)),
         })

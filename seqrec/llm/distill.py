@@ -1,0 +1,269 @@
+"""Teacher-to-student distillation of LLM item embedders (seed 000's efficiency module).
+
+    L = lambda_ic * L_IC + lambda_kl * KL( softmax(T T^T / tau) || softmax(S S^T / tau) )  [+ lambda_align * L_align]
+
+over the in-batch item embeddings T (teacher) and S (student). The teacher is frozen: its item embeddings are an
+ordinary cached ``embed items`` artifact, computed once, so distillation only runs the student. Because the KL
+compares similarity distributions, teacher and student may differ in tokenizer and width. The optional L_align
+(1 - cosine between projected student and teacher embeddings) is the one term that needs equal widths, so it
+needs ``projection`` when they differ.
+
+The result is a distill run with the student as a model folder and its item embeddings as artifacts:
+``seqrec train sasrec --item-emb run:ID`` trains on them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import TensorDataset
+
+from seqrec.errors import SeqrecError
+from seqrec.llm.embed import (ARTIFACT_KIND, POOLINGS, embed_items, embedding_label, item_texts, pad_token_id,
+                              tokenize)
+from seqrec.llm.encoder import ItemTextEncoder, contrastive_loss, save_embedder, similarity_kl
+from seqrec.store import config_hash, open_store
+
+
+@dataclass
+class DistillConfig:
+    """The objective and the student; the loop's own settings (epochs, lr, ...) are a TrainConfig."""
+
+    tau: float = 0.05  # temperature of the similarity distributions
+    lambda_kl: float = 1.0
+    lambda_ic: float = 0.1
+    ic_temperature: float = 0.05
+    lambda_align: float = 0.0
+    projection: bool = False  # a trainable student -> teacher width map for L_align
+    dropout: float = 0.1  # the student's attention dropout: what makes L_IC's two views differ
+    student_layers: int | None = None  # keep this many of the student's layers, evenly spaced
+    train_layers: int | None = None  # train only the top N layers (the rest frozen, their outputs cached)
+    lora_rank: int = 0  # 0: full fine-tuning
+    pooling: str = "mean"
+    attention: str | None = None  # None: causal for decoders (as `embed items`)
+    max_length: int = 64
+
+
+DEFAULT_TRAINING = {"epochs": 3, "batch_size": 32, "lr": 5e-5, "weight_decay": 0.0, "patience": 2,
+                    "metric": "neg_kl"}
+RANGES = {"tau": (1e-4, 10.0), "ic_temperature": (1e-4, 10.0), "lambda_kl": (0.0, 1e3), "lambda_ic": (0.0, 1e3),
+          "lambda_align": (0.0, 1e3), "dropout": (0.0, 0.9), "student_layers": (1, 1000), "train_layers": (1, 1000), "lora_rank": (0, 1024),
+          "max_length": (2, 4096), "epochs": (1, 10_000), "batch_size": (3, 1 << 16), "lr": (0.0, 1.0),
+          "weight_decay": (0.0, 10.0), "patience": (1, 10_000), "grad_accum": (1, 1024)}
+
+
+def resolve_options(options: dict):
+    """(DistillConfig, TrainConfig) from the user's options, every value checked."""
+    from seqrec.recsys.train import TrainConfig
+
+    distill_fields = {f.name for f in dataclasses.fields(DistillConfig)}
+    train_fields = {"epochs", "batch_size", "lr", "weight_decay", "patience", "eval_every", "grad_accum"}
+    unknown = sorted(set(options) - distill_fields - train_fields)
+    if unknown:
+        raise SeqrecError(f"distill does not take {', '.join(unknown)}; it takes "
+                          f"{', '.join(sorted(distill_fields | train_fields))}")
+    for key, value in options.items():
+        low, high = RANGES.get(key, (None, None))
+        if value is not None and low is not None and not low <= value <= high:
+            raise SeqrecError(f"{key} = {value} is out of range [{low}, {high}]")
+    distill_config = DistillConfig(**{k: v for k, v in options.items() if k in distill_fields})
+    if distill_config.pooling not in POOLINGS:
+        raise SeqrecError(f"unknown pooling {distill_config.pooling!r}; choose one of {', '.join(POOLINGS)}")
+    if distill_config.lambda_kl == distill_config.lambda_ic == distill_config.lambda_align == 0:
+        raise SeqrecError("every loss weight is 0: set lambda_kl, lambda_ic or lambda_align")
+    if distill_config.train_layers and distill_config.lora_rank:
+        raise SeqrecError("choose one of --train-layers (train the top layers) and --lora-rank (adapters everywhere)")
+    if distill_config.projection and distill_config.lambda_align == 0:
+        raise SeqrecError("--projection only serves the alignment term: give --lambda-align too")
+    train_config = TrainConfig(**{**DEFAULT_TRAINING, **{k: v for k, v in options.items() if k in train_fields}})
+    return distill_config, train_config
+
+
+# the student ---------------------------------------------------------------------------------------------------
+def keep_layers(backbone: nn.Module, count: int) -> list[int]:
+    """Make a shallower model from its own layers: ``count`` evenly spaced ones, the first and last included
+    (as DistilBERT initialises from every other layer). Returns the kept layer indices."""
+    layers = getattr(backbone, "layers", None)
+    if not isinstance(layers, nn.ModuleList):
+        raise SeqrecError(f"--student-layers needs a decoder with a `layers` list; {type(backbone).__name__} has none")
+    total = len(layers)
+    if not 1 <= count <= total:
+        raise SeqrecError(f"--student-layers {count}: the student has {total} layers")
+    kept = [0] if count == 1 else [round(index * (total - 1) / (count - 1)) for index in range(count)]
+    backbone.layers = nn.ModuleList(layers[index] for index in kept)
+    for new_index, layer in enumerate(backbone.layers):
+        if hasattr(getattr(layer, "self_attn", None), "layer_idx"):
+            layer.self_attn.layer_idx = new_index
+    config = backbone.config
+    config.num_hidden_layers = count
+    if getattr(config, "layer_types", None):
+        config.layer_types = [config.layer_types[index] for index in kept]
+    return kept
+
+
+def load_student(path: str, config: DistillConfig):
+    """The student backbone (hidden states only) with the asked attention, depth, dropout and adapters."""
+    from transformers import AutoModel, AutoTokenizer
+
+    from seqrec.llm.attention import set_attention
+    from seqrec.llm.embed import is_decoder
+
+    backbone = AutoModel.from_pretrained(path, dtype=torch.float32)
+    if backbone.config.is_encoder_decoder:
+        backbone = backbone.get_encoder()
+    backbone.config.use_cache = False
+    if hasattr(backbone.config, "attention_dropout"):
+        backbone.config.attention_dropout = config.dropout
+        for module in backbone.modules():
+            if hasattr(module, "attention_dropout"):
+                module.attention_dropout = config.dropout
+    elif config.lambda_ic > 0:
+        raise SeqrecError(f"{path}: the model has no attention dropout, which L_IC needs; set --lambda-ic 0")
+    if is_decoder(backbone.config):
+        set_attention(backbone, config.attention or "causal")
+    if config.student_layers is not None:
+        keep_layers(backbone, config.student_layers)
+    if config.lora_rank:
+        from peft import LoraConfig, get_peft_model
+
+        backbone = get_peft_model(backbone, LoraConfig(r=config.lora_rank, lora_alpha=2 * config.lora_rank,
+                                                       target_modules="all-linear", lora_dropout=0.0))
+    return backbone, AutoTokenizer.from_pretrained(path)
+
+
+class DistillationObjective(nn.Module):
+    """The student encoder, the frozen teacher embeddings and the weighted loss over a batch of item ids."""
+
+    def __init__(self, student: ItemTextEncoder, teacher_embeddings: torch.Tensor, config: DistillConfig):
+        super().__init__()
+        self.student, self.config = student, config
+        self.register_buffer("teacher", teacher_embeddings.float(), persistent=False)
+        teacher_width = teacher_embeddings.shape[1]
+        if config.lambda_align > 0 and student.width != teacher_width and not config.projection:
+            raise SeqrecError(f"the alignment term compares embeddings directly, but the student is {student.width} "
+                              f"wide and the teacher {teacher_width}: add --projection (a trainable linear map) "
+                              "or set --lambda-align 0")
+        self.projection = nn.Linear(student.width, teacher_width, bias=False) if config.projection else None
+
+    def losses(self, items: torch.Tensor) -> dict[str, torch.Tensor]:
+        config = self.config
+        student = self.student(items)
+        teacher = self.teacher[items]
+        losses = {"kl": similarity_kl(teacher, student, config.tau)}
+        if config.lambda_ic > 0:
+            losses["ic"] = contrastive_loss(student, self.student(items), config.ic_temperature)
+        if config.lambda_align > 0:
+            projected = self.projection(student) if self.projection is not None else student
+            losses["align"] = 1 - F.cosine_similarity(projected, teacher, dim=-1).mean()
+        return losses
+
+    def forward(self, items: torch.Tensor) -> torch.Tensor:
+        weights = {"kl": self.config.lambda_kl, "ic": self.config.lambda_ic, "align": self.config.lambda_align}
+        return sum(weights[name] * value for name, value in self.losses(items).items())
+
+
+class KLValidation:
+    """The KL term in eval mode (no dropout) over fixed batches of every item: what distillation minimises,
+    measured the same way each epoch. ``neg_kl`` is the early-stopping metric (higher is better)."""
+
+    def __init__(self, num_items: int, batch_size: int, seed: int):
+        order = torch.randperm(num_items, generator=torch.Generator().manual_seed(seed)) + 1
+        self.batches = [batch for batch in order.split(batch_size) if len(batch) >= 3]
+
+    def __call__(self, model, accelerator) -> dict[str, float]:
+        objective = accelerator.unwrap_model(model)
+        embeddings = objective.student.embed_all().to(objective.teacher.device)
+        kl = torch.stack([similarity_kl(objective.teacher[batch], embeddings[batch], objective.config.tau)
+                          for batch in self.batches]).mean()
+        return {"kl": float(kl), "neg_kl": -float(kl)}
+
+
+# the tracked run ---------------------------------------------------------------------------------------------
+def distill_config_dict(teacher: str, student: str, dataset: str, seed: int, options: dict) -> dict:
+    """The fully resolved config of a distillation: its identity and everything needed to rerun it."""
+    from seqrec.data.prepare import get_dataset
+    from seqrec.llm.registry import model_record
+
+    distill_config, train_config = resolve_options(options)
+    teacher_record, student_record = model_record(teacher), model_record(student)
+    dataset_row = get_dataset(dataset)
+    return {"teacher": teacher_record.alias, "teacher_sha256": teacher_record.sha256,
+            "student": student_record.alias, "student_sha256": student_record.sha256,
+            "dataset": dataset, "dataset_fingerprint": dataset_row.fingerprint, "seed": seed,
+            "options": dict(sorted(options.items())),
+            **dataclasses.asdict(distill_config), **dataclasses.asdict(train_config)}
+
+
+def distill(teacher: str, student: str, dataset: str, *, seed: int = 0, resume: int | None = None,
+            experiment: str | None = None, **options) -> int | None:
+    """Distill ``teacher``'s item-embedding space into ``student`` on ``dataset``'s item texts; returns the run id.
+
+    An identical finished distillation is reused; ``resume`` continues an interrupted one from its checkpoint.
+    """
+    store = open_store()
+    if resume is not None:
+        previous = store.get_run(resume)
+        if previous.kind != "distill":
+            raise SeqrecError(f"run {resume} is a {previous.kind} run, not a distillation")
+        if previous.status == "finished":
+            raise SeqrecError(f"run {resume} is finished; there is nothing to resume")
+        config, experiment = previous.config, previous.experiment
+    else:
+        config = distill_config_dict(teacher, student, dataset, seed, options)
+        earlier = store.find_run(config_hash(config), kind="distill")
+        if earlier is not None and store.artifacts(earlier.id, kind=ARTIFACT_KIND):
+            return earlier.id
+    return distill_run(config, experiment, resume)
+
+
+def distill_run(config: dict, experiment: str | None, resume: int | None) -> int | None:
+    from seqrec.data.prepare import load_dataset
+    from seqrec.llm.registry import model_record
+    from seqrec.recsys.runner import main_process_run, shared_run_dir
+    from seqrec.recsys.train import fit, make_accelerator
+
+    distill_config, train_config = resolve_options(config["options"])
+    data = load_dataset(config["dataset"])
+    texts = item_texts(data, None)
+    # The teacher's embeddings: a cached embed run (computed now if no identical one exists).
+    teacher_items = embed_items(config["teacher"], config["dataset"], pooling=distill_config.pooling,
+                                attention=distill_config.attention, max_length=distill_config.max_length)
+    teacher_embeddings = torch.from_numpy(np.load(teacher_items.path))
+    teacher_artifact = open_store().artifacts(teacher_items.run_id, kind=ARTIFACT_KIND)[-1]
+    seed = config["seed"]
+    _, context = main_process_run("distill", config, experiment=experiment, seed=seed, dataset=config["dataset"],
+                                  inputs=[teacher_artifact] if resume is None else [], resume=resume)
+    with context as run:
+        run_dir = shared_run_dir(run)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        accelerator = make_accelerator(train_config, run)
+        torch.manual_seed(seed)
+        student_path = model_record(config["student"]).path
+        backbone, tokenizer = load_student(student_path, distill_config)
+        architectures = json.loads(Path(student_path, "config.json").read_text()).get("architectures", [])
+        encoder = ItemTextEncoder(backbone, tokenize(tokenizer, texts, distill_config.pooling,
+                                                     distill_config.max_length),
+                                  pad_token_id(tokenizer), distill_config.pooling, distill_config.train_layers)
+        objective = DistillationObjective(encoder, teacher_embeddings, distill_config)
+        items = TensorDataset(torch.arange(1, data.num_items + 1))
+        validate = KLValidation(data.num_items, train_config.batch_size, seed)
+        if resume is None:  # where the student starts: step 0 of the validation curve
+            accelerator.log(validate(objective, accelerator), step=0, log_kwargs={"seqrec": {"split": "valid"}})
+        objective, state = fit(objective, items, validate, train_config, accelerator, run_dir, seed,
+                               resume=resume is not None)
+        accelerator.end_training()
+        if run is None:
+            return None
+        save_embedder(run, objective.student, tokenizer, architectures,
+                      label=f"{config['student']} distilled from {config['teacher']}",
+                      meta={"model": config["student"], "teacher": config["teacher"], "dataset": config["dataset"],
+                            "baseline": embedding_label(config["student"], distill_config.pooling,
+                                                        distill_config.attention or "causal")})
+        return run.id

@@ -1,0 +1,319 @@
+"""LLM2Rec (He et al., KDD 2025): turning a decoder LLM into an item embedder for sequential recommendation.
+
+- ``csft`` (collaborative supervised fine-tuning): the titles of a user's history, then the next item's title;
+  the loss is on the next title only, so the model learns which items follow which.
+- ``mntp`` (IEM, first half): masked next-token prediction with bidirectional attention (as LLM2Vec): a share of
+  a history text's tokens are replaced by a mask token and each is predicted from the position before it.
+- ``ic`` (IEM, second half): the item-level contrastive term L_IC on single titles (two dropout views, in-batch
+  negatives); the run also writes every item's embedding.
+
+``iem`` runs mntp then ic. Each stage starts from ``--model``, which may be an earlier stage's run (``run:ID``),
+and is a resumable run through the shared training loop.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.utils.data import Dataset, TensorDataset
+
+from seqrec.errors import SeqrecError
+from seqrec.llm.embed import item_texts, pad_token_id, tokenize
+from seqrec.llm.encoder import (ItemTextEncoder, contrastive_loss, remove_resume_state, save_embedder,
+                                save_model_folder)
+from seqrec.store import config_hash, open_store
+
+STAGES = ("csft", "mntp", "ic")
+SEPARATOR = ", "
+
+
+@dataclass
+class LLM2RecConfig:
+    max_history: int = 10  # titles in a history text
+    max_length: int = 128  # tokens of a history text (the oldest titles are cut first); ic: of a title
+    max_examples: int = 2000  # training examples drawn (seeded) from every prefix of the training sequences
+    valid_examples: int = 200  # validation examples, from the validation split
+    mask_prob: float = 0.2  # mntp: share of tokens masked
+    dropout: float = 0.1  # ic: attention dropout, which makes the two views
+    ic_temperature: float = 0.05
+    pooling: str = "mean"
+    attention: str | None = None  # csft: causal; mntp and ic: bidirectional
+    lora_rank: int = 0  # 0: full fine-tuning
+
+
+DEFAULT_TRAINING = {"epochs": 1, "batch_size": 8, "lr": 2e-5, "weight_decay": 0.0, "patience": 2,
+                    "metric": "neg_loss"}
+RANGES = {"max_history": (1, 200), "max_length": (8, 8192), "max_examples": (1, 10_000_000),
+          "valid_examples": (1, 1_000_000), "mask_prob": (0.01, 0.9), "dropout": (0.0, 0.9),
+          "ic_temperature": (1e-4, 10.0), "lora_rank": (0, 1024), "epochs": (1, 10_000), "batch_size": (1, 1 << 16),
+          "lr": (0.0, 1.0), "weight_decay": (0.0, 10.0), "patience": (1, 10_000), "grad_accum": (1, 1024)}
+
+
+def resolve_options(stage: str, options: dict):
+    from seqrec.recsys.train import TrainConfig
+
+    if stage not in STAGES:
+        raise SeqrecError(f"unknown stage {stage!r}; choose one of {', '.join(STAGES)} or iem (mntp, then ic)")
+    own_fields = {f.name for f in dataclasses.fields(LLM2RecConfig)}
+    train_fields = {"epochs", "batch_size", "lr", "weight_decay", "patience", "eval_every", "grad_accum"}
+    unknown = sorted(set(options) - own_fields - train_fields)
+    if unknown:
+        raise SeqrecError(f"embed train does not take {', '.join(unknown)}; it takes "
+                          f"{', '.join(sorted(own_fields | train_fields))}")
+    for key, value in options.items():
+        low, high = RANGES.get(key, (None, None))
+        if value is not None and low is not None and not low <= value <= high:
+            raise SeqrecError(f"{key} = {value} is out of range [{low}, {high}]")
+    config = LLM2RecConfig(**{k: v for k, v in options.items() if k in own_fields})
+    if config.attention is None:
+        config.attention = "causal" if stage == "csft" else "bidirectional"
+    if stage == "ic" and options.get("batch_size", DEFAULT_TRAINING["batch_size"]) < 2:
+        raise SeqrecError("the ic stage needs batches of at least 2 items (in-batch negatives)")
+    train_config = TrainConfig(**{**DEFAULT_TRAINING, **{k: v for k, v in options.items() if k in train_fields}})
+    return config, train_config
+
+
+# texts ----------------------------------------------------------------------------------------------------------
+def history_examples(data, split: str, config: LLM2RecConfig, count: int, seed: int) -> list[tuple[list[str], str]]:
+    """(history titles, next title) pairs: every prefix of the training sequences, or the validation split;
+    ``count`` of them drawn with a seeded generator."""
+    titles = data.titles()
+    if split == "train":
+        pairs = [(items[max(0, t - config.max_history):t], items[t])
+                 for items in data.train["items"] for t in range(1, len(items))]
+    else:
+        pairs = list(zip(getattr(data, split)["history"], getattr(data, split)["target"]))
+    pairs = random.Random(seed).sample(pairs, min(count, len(pairs)))
+    return [([titles[item] for item in list(history)[-config.max_history:]], titles[target]) for history, target in pairs]
+
+
+def encode_history(tokenizer, history: list[str], target: str, max_length: int) -> tuple[list[int], int]:
+    """(token ids of "history, ..., target<eos>", where the target starts); the oldest tokens are cut first."""
+    prompt = tokenizer(SEPARATOR.join(history) + SEPARATOR, add_special_tokens=False)["input_ids"]
+    answer = tokenizer(target, add_special_tokens=False)["input_ids"]
+    if tokenizer.eos_token_id is not None:
+        answer = answer + [tokenizer.eos_token_id]
+    answer = answer[:max_length - 1]
+    prompt = prompt[-(max_length - len(answer)):]
+    return prompt + answer, len(prompt)
+
+
+class PaddedTexts(Dataset):
+    """Token sequences with a start-of-loss offset; a batch is padded on the right to its longest sequence."""
+
+    def __init__(self, sequences: list[tuple[list[int], int]], pad_id: int):
+        self.sequences, self.pad_id = sequences, pad_id
+
+    def __len__(self) -> int:
+        return len(self.sequences)
+
+    def __getitem__(self, index: int):
+        return self.sequences[index]
+
+    def collate(self, batch):
+        width = max(len(ids) for ids, _ in batch)
+        ids = torch.full((len(batch), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(batch), width), dtype=torch.long)
+        starts = torch.tensor([start for _, start in batch])
+        for row, (tokens, _) in enumerate(batch):
+            ids[row, :len(tokens)] = torch.tensor(tokens)
+            mask[row, :len(tokens)] = 1
+        return ids, mask, starts
+
+
+# objectives -------------------------------------------------------------------------------------------------------
+class NextTitleObjective(nn.Module):
+    """csft: next-token cross-entropy on the target title's tokens only."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, ids: torch.Tensor, mask: torch.Tensor, starts: torch.Tensor) -> torch.Tensor:
+        positions = torch.arange(ids.shape[1], device=ids.device)
+        labels = ids.masked_fill((positions < starts[:, None]) | (mask == 0), -100)
+        return self.model(input_ids=ids, attention_mask=mask, labels=labels).loss
+
+
+class MaskedNextTokenObjective(nn.Module):
+    """mntp: masked tokens are predicted from the position before them (the LM head's own shift), attending both
+    ways. The first token is never masked: nothing precedes it."""
+
+    def __init__(self, model: nn.Module, mask_token_id: int, mask_prob: float):
+        super().__init__()
+        self.model, self.mask_token_id, self.mask_prob = model, mask_token_id, mask_prob
+
+    def forward(self, ids: torch.Tensor, mask: torch.Tensor, starts: torch.Tensor) -> torch.Tensor:
+        chosen = (torch.rand(ids.shape, device=ids.device) < self.mask_prob) & (mask == 1)
+        chosen[:, 0] = False
+        chosen[chosen.sum(1) == 0, 1] = True  # at least one prediction per text
+        labels = ids.masked_fill(~chosen, -100)
+        return self.model(input_ids=ids.masked_fill(chosen, self.mask_token_id), attention_mask=mask,
+                          labels=labels).loss
+
+
+class ContrastiveObjective(nn.Module):
+    """ic: L_IC over a batch of item ids, each encoded twice with different dropout."""
+
+    def __init__(self, encoder: ItemTextEncoder, temperature: float):
+        super().__init__()
+        self.encoder, self.temperature = encoder, temperature
+
+    def forward(self, items: torch.Tensor) -> torch.Tensor:
+        return contrastive_loss(self.encoder(items), self.encoder(items), self.temperature)
+
+
+class LossValidation:
+    """The training objective on fixed validation batches, with a fixed seed for its random parts (masks,
+    dropout), so epochs are comparable. ``neg_loss`` is the early-stopping metric."""
+
+    def __init__(self, examples: Dataset, batch_size: int, seed: int, train_mode: bool):
+        self.examples, self.batch_size, self.seed, self.train_mode = examples, batch_size, seed, train_mode
+
+    def __call__(self, model, accelerator) -> dict[str, float]:
+        objective = accelerator.unwrap_model(model)
+        was_training = objective.training
+        objective.train(self.train_mode)
+        collate = getattr(self.examples, "collate", None)
+        losses = []
+        with torch.no_grad(), torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.seed)
+            for start in range(0, len(self.examples), self.batch_size):
+                batch = [self.examples[index] for index in range(start, min(start + self.batch_size,
+                                                                              len(self.examples)))]
+                if collate is not None:
+                    tensors = collate(batch)
+                else:
+                    tensors = [torch.stack(column) for column in zip(*batch)]
+                if len(tensors[0]) < 2:
+                    continue
+                losses.append(float(objective(*(t.to(accelerator.device) for t in tensors))))
+        objective.train(was_training)
+        loss = sum(losses) / max(len(losses), 1)
+        return {"loss": loss, "neg_loss": -loss}
+
+
+# the run --------------------------------------------------------------------------------------------------------
+def load_for_stage(path: str, stage: str, config: LLM2RecConfig):
+    """The model for a stage: a causal LM (csft, mntp) or its backbone (ic), with attention, dropout, LoRA."""
+    from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer
+
+    from seqrec.llm.attention import set_attention
+    from seqrec.llm.embed import is_decoder
+
+    model_class = AutoModel if stage == "ic" else AutoModelForCausalLM
+    model = model_class.from_pretrained(path, dtype=torch.float32)
+    if not is_decoder(model.config):
+        raise SeqrecError(f"{path} is not a decoder LLM; LLM2Rec trains decoders (Llama, Qwen2, ...)")
+    model.config.use_cache = False
+    set_attention(model, config.attention)
+    if stage == "ic":
+        if not hasattr(model.config, "attention_dropout"):
+            raise SeqrecError(f"{path}: the model has no attention dropout, which L_IC's two views need")
+        for module in (model.config, *model.modules()):
+            if hasattr(module, "attention_dropout"):
+                module.attention_dropout = config.dropout
+    if config.lora_rank:
+        from peft import LoraConfig, get_peft_model
+
+        model = get_peft_model(model, LoraConfig(r=config.lora_rank, lora_alpha=2 * config.lora_rank,
+                                                 target_modules="all-linear", lora_dropout=0.0))
+    return model, AutoTokenizer.from_pretrained(path)
+
+
+def mask_token(tokenizer) -> int:
+    """Decoder tokenizers rarely have a mask token; LLM2Vec borrows one, and so does this (unk, else pad/eos)."""
+    for candidate in (tokenizer.mask_token_id, tokenizer.unk_token_id, pad_token_id(tokenizer)):
+        if candidate is not None:
+            return candidate
+
+
+def stage_config(model: str, dataset: str, stage: str, seed: int, options: dict) -> dict:
+    from seqrec.data.prepare import get_dataset
+    from seqrec.llm.registry import model_record
+
+    own, train = resolve_options(stage, options)
+    record = model_record(model)
+    dataset_row = get_dataset(dataset)
+    return {"stage": stage, "model": record.alias, "model_sha256": record.sha256, "dataset": dataset,
+            "dataset_fingerprint": dataset_row.fingerprint, "seed": seed, "options": dict(sorted(options.items())),
+            **dataclasses.asdict(own), **dataclasses.asdict(train)}
+
+
+def train_embedder(model: str, dataset: str | None, stage: str, *, seed: int = 0, resume: int | None = None,
+                   experiment: str | None = None, **options) -> list[int]:
+    """Run an LLM2Rec stage (``iem``: mntp, then ic on its result); returns the run ids. An identical finished
+    stage is reused; ``resume`` continues an interrupted one."""
+    store = open_store()
+    if resume is not None:
+        previous = store.get_run(resume)
+        if previous.kind != "llm2rec":
+            raise SeqrecError(f"run {resume} is a {previous.kind} run, not an LLM2Rec stage")
+        if previous.status == "finished":
+            raise SeqrecError(f"run {resume} is finished; there is nothing to resume")
+        return [stage_run(previous.config, previous.experiment, resume)]
+    run_ids = []
+    for current in (("mntp", "ic") if stage == "iem" else (stage,)):
+        config = stage_config(model, dataset, current, seed, options)
+        earlier = store.find_run(config_hash(config), kind="llm2rec")
+        run_id = earlier.id if earlier is not None else stage_run(config, experiment, None)
+        run_ids.append(run_id)
+        model = f"run:{run_id}"
+    return run_ids
+
+
+def stage_run(config: dict, experiment: str | None, resume: int | None) -> int | None:
+    from seqrec.data.prepare import load_dataset
+    from seqrec.llm.registry import model_record
+    from seqrec.recsys.runner import main_process_run, shared_run_dir
+    from seqrec.recsys.train import fit, make_accelerator
+
+    stage, seed = config["stage"], config["seed"]
+    own, train_config = resolve_options(stage, config["options"])
+    data = load_dataset(config["dataset"])
+    path = model_record(config["model"]).path
+    architectures = json.loads(Path(path, "config.json").read_text()).get("architectures", [])
+    _, context = main_process_run("llm2rec", config, experiment=experiment, seed=seed, dataset=config["dataset"],
+                                  resume=resume)
+    with context as run:
+        run_dir = shared_run_dir(run)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        accelerator = make_accelerator(train_config, run)
+        torch.manual_seed(seed)
+        model, tokenizer = load_for_stage(path, stage, own)
+        if stage == "ic":
+            texts = item_texts(data, None)
+            encoder = ItemTextEncoder(model, tokenize(tokenizer, texts, own.pooling, own.max_length),
+                                      pad_token_id(tokenizer), own.pooling)
+            objective = ContrastiveObjective(encoder, own.ic_temperature)
+            train_set = TensorDataset(torch.arange(1, data.num_items + 1))
+            order = torch.randperm(data.num_items, generator=torch.Generator().manual_seed(seed + 1)) + 1
+            valid_set = TensorDataset(order[:own.valid_examples])
+        else:
+            texts_of = {split: [encode_history(tokenizer, history, target, own.max_length)
+                                for history, target in history_examples(data, split, own, count, seed)]
+                        for split, count in (("train", own.max_examples), ("valid", own.valid_examples))}
+            train_set, valid_set = (PaddedTexts(texts_of[split], pad_token_id(tokenizer)) for split in ("train", "valid"))
+            objective = NextTitleObjective(model) if stage == "csft" else \
+                MaskedNextTokenObjective(model, mask_token(tokenizer), own.mask_prob)
+        validate = LossValidation(valid_set, train_config.batch_size, seed, train_mode=stage == "ic")
+        objective, _ = fit(objective, train_set, validate, train_config, accelerator, run_dir, seed,
+                           resume=resume is not None)
+        accelerator.end_training()
+        if run is None:
+            return None
+        meta = {"model": config["model"], "stage": stage, "dataset": config["dataset"]}
+        if stage == "ic":
+            save_embedder(run, objective.encoder, tokenizer, architectures,
+                          label=f"LLM2Rec {config['model']} ({config['dataset']})", meta=meta)
+        else:
+            folder = save_model_folder(objective.model, tokenizer, run_dir / "model")
+            run.log_artifact(folder, kind="model", meta=meta)
+            remove_resume_state(run_dir)
+        return run.id

@@ -1,0 +1,89 @@
+"""A declared study with LLM stages on tiny models: embed and distill experiments feed SASRec through
+``item_emb = "embed:..."`` / ``"distill:..."``, finished work is skipped, and the distill report pairs the
+distilled student with its base model."""
+
+import pandas as pd
+from llm_fixtures import GENRES, TITLES, tiny_llama, tiny_qwen2  # noqa: F401  (fixtures)
+from typer.testing import CliRunner
+
+from seqrec.cli import app
+from seqrec.store import open_store
+
+runner = CliRunner()
+
+
+def study_file(tmp_path, teacher, student):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    rows = [(f"u{user}", f"m{(user + step) % len(TITLES)}", 5, 1_000 + step) for user in range(30) for step in range(8)]
+    pd.DataFrame(rows, columns=["user_id", "item_id", "rating", "timestamp"]).to_csv(raw / "inter.csv", index=False)
+    pd.DataFrame({"item_id": [f"m{i}" for i in range(len(TITLES))], "title": TITLES,
+                  "genre": GENRES}).to_csv(raw / "items.csv", index=False)
+    path = tmp_path / "experiments.toml"
+    path.write_text(f"""
+[datasets.movies]
+source = "csv"
+options = {{ interactions = "{raw / 'inter.csv'}", items = "{raw / 'items.csv'}", k_core = 2, max_len = 5 }}
+
+[models.teacher]
+alias = "{teacher}"
+
+[models.student]
+alias = "{student}"
+
+[experiments.movies-data]
+stage = "prepare"
+dataset = "movies"
+
+[experiments.base]
+stage = "embed"
+after = ["movies-data"]
+dataset = "movies"
+model = "student"
+
+[experiments.distilled]
+stage = "distill"
+after = ["movies-data"]
+dataset = "movies"
+teacher = "teacher"
+student = "student"
+params = {{ epochs = 2, batch_size = 6, lr = 0.001 }}
+
+[experiments.study]
+stage = "train"
+after = ["base", "distilled"]
+dataset = "movies"
+seeds = [0, 1]
+params = {{ model = "sasrec", epochs = 1, hidden = 16, heads = 2, layers = 1 }}
+grid = {{ item_emb = ["embed:base", "distill:distilled"] }}
+""")
+    return path
+
+
+def test_embed_and_distill_experiments_feed_sasrec_and_the_distill_report(tmp_path, tiny_llama, tiny_qwen2):
+    path = study_file(tmp_path, tiny_qwen2, tiny_llama)
+    dry = runner.invoke(app, ["run", "study", "--file", str(path), "--dry-run"])
+    assert dry.exit_code == 0 and "waiting" in dry.stdout
+    result = runner.invoke(app, ["run", "study", "--file", str(path)])
+    assert result.exit_code == 0, result.output
+    store = open_store()
+    (distilled,) = store.list_runs(kind="distill", experiment="distilled")
+    trained = store.list_runs(kind="train", experiment="study")
+    assert len(trained) == 4 and {run.status for run in trained} == {"finished"}
+    assert sum(run.config["item_emb_source"] == f"run:{distilled.id}" for run in trained) == 2
+    again = runner.invoke(app, ["run", "study", "--file", str(path)])
+    assert again.exit_code == 0 and "to do" not in again.stdout
+    assert len(store.list_runs(kind="distill")) == 1
+
+    report = runner.invoke(app, ["report", "--table", "distill", "--experiment", "study"])
+    assert report.exit_code == 0, report.output
+    assert f"distilled from {tiny_qwen2}" in report.stdout
+    assert "the base student's item embeddings" in report.stdout  # rows are paired with the base model's row
+    assert "No significance test" not in report.stdout
+
+
+def test_a_distill_experiment_needs_a_teacher_and_a_student(tmp_path, tiny_llama, tiny_qwen2):
+    path = study_file(tmp_path, tiny_qwen2, tiny_llama)
+    path.write_text(path.read_text().replace('teacher = "teacher"\n', ""))
+    result = runner.invoke(app, ["run", "distilled", "--file", str(path)])
+    assert result.exit_code == 2 and "the distill stage needs a teacher and a student" in result.stderr

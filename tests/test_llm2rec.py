@@ -1,0 +1,102 @@
+"""LLM2Rec stages on tiny models: texts and loss masks, each stage learning, chaining by run:ID, resuming."""
+
+import numpy as np
+import pytest
+import torch
+from llm_fixtures import movies, tiny_llama, tiny_qwen2  # noqa: F401  (fixtures)
+from transformers import AutoModelForCausalLM, AutoTokenizer
+from typer.testing import CliRunner
+
+from seqrec.cli import app
+from seqrec.llm import llm2rec
+from seqrec.llm.llm2rec import NextTitleObjective, PaddedTexts, encode_history, train_embedder
+from seqrec.recsys.runner import train_model
+from seqrec.store import open_store
+
+FAST = dict(epochs=3, batch_size=6, lr=3e-3, max_examples=60, valid_examples=12, max_length=48)
+
+
+def test_the_history_text_ends_with_the_target_and_the_oldest_tokens_go_first(tiny_llama):
+    tokenizer = AutoTokenizer.from_pretrained(tiny_llama)
+    ids, start = encode_history(tokenizer, ["Heat (1995)", "Casino (1995)"], "Fargo (1996)", max_length=64)
+    assert tokenizer.decode(ids[:start]) == "Heat (1995), Casino (1995), "
+    assert tokenizer.decode(ids[start:]) == "Fargo (1996)</s>"
+    short, short_start = encode_history(tokenizer, ["Heat (1995)", "Casino (1995)"], "Fargo (1996)", max_length=12)
+    assert len(short) == 12 and short[short_start:] == ids[start:]
+
+
+def test_the_csft_loss_counts_only_the_target_tokens(tiny_llama):
+    model = AutoModelForCausalLM.from_pretrained(tiny_llama).eval()
+    tokenizer = AutoTokenizer.from_pretrained(tiny_llama)
+    texts = PaddedTexts([encode_history(tokenizer, ["Heat (1995)"], "Up (2009)", 64),
+                         encode_history(tokenizer, ["Babe (1995)", "Cars (2006)"], "Alien (1979)", 64)], pad_id=0)
+    ids, mask, starts = texts.collate([texts[0], texts[1]])
+    with torch.no_grad():
+        loss = NextTitleObjective(model)(ids, mask, starts)
+        logits = model(input_ids=ids, attention_mask=mask).logits
+    labels = ids.masked_fill((torch.arange(ids.shape[1]) < starts[:, None]) | (mask == 0), -100)
+    expected = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1))
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
+    assert (labels != -100).sum() == sum(len(t) - s for t, s in (texts[0], texts[1]))
+
+
+@pytest.mark.parametrize("stage", ["csft", "mntp", "ic"])
+def test_each_stage_lowers_its_validation_loss(tiny_qwen2, movies, stage):
+    (run_id,) = train_embedder(str(tiny_qwen2), movies, stage, **FAST)
+    store = open_store()
+    assert store.get_run(run_id).status == "finished"
+    losses = [metric.value for metric in store.metrics(run_id, split="valid", key="loss")]
+    assert len(losses) == FAST["epochs"] and losses[-1] < losses[0]
+    assert store.artifacts(run_id, kind="model")
+    assert not (store.run_dir(run_id) / "checkpoint").exists()
+
+
+def test_csft_then_iem_chains_runs_and_the_embeddings_train_sasrec(tiny_llama, movies):
+    (csft,) = train_embedder(str(tiny_llama), movies, "csft", **{**FAST, "epochs": 1})
+    result = CliRunner().invoke(app, ["embed", "train", "--model", f"run:{csft}", "--dataset", movies, "--stage",
+                                      "iem", "--epochs", "1", "--batch-size", "6", "--max-examples", "30",
+                                      "--valid-examples", "6"])
+    assert result.exit_code == 0, result.output
+    store = open_store()
+    mntp, ic = (run for run in store.list_runs(kind="llm2rec")[::-1][1:])
+    assert (mntp.config["stage"], ic.config["stage"]) == ("mntp", "ic")
+    assert mntp.config["model"] == f"run:{csft}" and ic.config["model"] == f"run:{mntp.id}"
+    embeddings = np.load(store.artifacts(ic.id, kind="item-embeddings")[0].path)
+    assert embeddings.shape == (13, 32)
+    (sasrec,) = train_model("sasrec", movies, seeds=[0], item_emb=f"run:{ic.id}", hidden=16, heads=2, layers=1,
+                            epochs=1)
+    assert store.get_run(sasrec).status == "finished"
+    # the trained model is usable wherever a model is named
+    result = CliRunner().invoke(app, ["embed", "items", "--model", f"run:{ic.id}", "--dataset", movies,
+                                      "--attention", "bidirectional"])
+    assert result.exit_code == 0, result.output
+
+
+def test_an_interrupted_stage_resumes(tiny_qwen2, movies, monkeypatch):
+    original = llm2rec.LossValidation.__call__
+    calls = {"n": 0}
+
+    def killed_in_second_validation(self, model, accelerator):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return original(self, model, accelerator)
+
+    monkeypatch.setattr(llm2rec.LossValidation, "__call__", killed_in_second_validation)
+    with pytest.raises(KeyboardInterrupt):
+        train_embedder(str(tiny_qwen2), movies, "mntp", **FAST)
+    monkeypatch.setattr(llm2rec.LossValidation, "__call__", original)
+    (interrupted,) = open_store().list_runs(kind="llm2rec", status="interrupted")
+    assert train_embedder("ignored", None, "mntp", resume=interrupted.id) == [interrupted.id]
+    assert len(open_store().metrics(interrupted.id, split="valid", key="loss")) == FAST["epochs"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--stage", "sft"], "unknown stage 'sft'"),
+    (["--stage", "mntp", "--mask-prob", "0"], "mask_prob = 0.0 is out of range"),
+    (["--stage", "ic", "--batch-size", "1"], "at least 2 items"),
+])
+def test_bad_options_are_one_clear_line(tiny_llama, movies, args, message):
+    result = CliRunner().invoke(app, ["embed", "train", "--model", str(tiny_llama), "--dataset", movies, *args])
+    assert result.exit_code == 2, result.output
+    assert message in " ".join(result.output.split())
