@@ -1,5 +1,7 @@
 """Tiny LLMs (built once per session) and a small prepared dataset with movie-like titles and genres."""
 
+from contextlib import contextmanager
+
 import pandas as pd
 import pytest
 
@@ -37,3 +39,22 @@ def make_movies_dataset(folder, name="movies", users=30, length=8):
 @pytest.fixture
 def movies(tmp_path):
     return make_movies_dataset(tmp_path / "raw").name
+
+
+@contextmanager
+def killed_on_call(owner, name: str, call: int):
+    """Within the block, ``owner.name`` raises KeyboardInterrupt (a Ctrl-C) on its ``call``-th call."""
+    original = getattr(owner, name)
+    calls = {"n": 0}
+
+    def killed(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == call:
+            raise KeyboardInterrupt
+        return original(*args, **kwargs)
+
+    setattr(owner, name, killed)
+    try:
+        yield
+    finally:
+        setattr(owner, name, original)

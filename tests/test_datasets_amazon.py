@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from reference import one_error_line, prepared_sequences, sequence_k_core
 from seqrec.cli import app
 from seqrec.data.prepare import load_dataset
 from seqrec.store import open_store
@@ -37,34 +38,11 @@ def prepare(*args, raw_dir=FIXTURES, category=("Video_Games", "All_Beauty"), k_c
     return invoke("data", "prepare", "amazon2023", *flags, "--raw-dir", raw_dir, "--k-core", k_core, *args)
 
 
-def one_error_line(result, *fragments):
-    """Exit 2, exactly one `error:` line on stderr that contains the fragments, and no traceback."""
-    assert result.exit_code == 2, result.output
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    assert "Traceback" not in result.output
-    assert result.exception is None or isinstance(result.exception, SystemExit)
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
-    return lines[0]
-
-
 def nothing_left(home: Path):
     data = home / "data"
     left = [path.name for path in data.iterdir() if path.name != "raw"] if data.exists() else []
     assert left == [], left
     assert open_store().list_datasets() == []
-
-
-def sequences(name: str) -> dict[str, list[str]]:
-    """Full chronological sequence per user in source ids (loo: train items + validation + test target)."""
-    data = load_dataset(name)
-    source = dict(zip(data.items["item"], data.items["source_id"]))
-    users = {int(user): [int(item) for item in items] for user, items in zip(data.train["user"], data.train["items"])}
-    for part in (data.valid, data.test):
-        for user, target in zip(part["user"], part["target"]):
-            users[int(user)].append(int(target))
-    return {user: [source[item] for item in items] for user, items in users.items()}
 
 
 def reference(reviews: list[Path], metas: list[Path], k: int, placeholder: bool = False):
@@ -89,16 +67,7 @@ def reference(reviews: list[Path], metas: list[Path], k: int, placeholder: bool 
                 seen.add(item)
                 ordered.append(item)
         by_user[user] = ordered
-    while True:
-        counts: dict[str, int] = {}
-        for items in by_user.values():
-            for item in items:
-                counts[item] = counts.get(item, 0) + 1
-        pruned = {user: [i for i in items if counts[i] >= k] for user, items in by_user.items()}
-        pruned = {user: items for user, items in pruned.items() if len(items) >= k}
-        if pruned == by_user:
-            return by_user
-        by_user = pruned
+    return sequence_k_core(by_user, k)
 
 
 def test_cli_prepares_one_category():
@@ -118,7 +87,7 @@ def test_cli_prepares_one_category():
 def test_merged_categories_match_an_independent_reading():
     result = prepare("--name", "mix")
     assert result.exit_code == 0, result.output
-    got = sequences("mix")
+    got = prepared_sequences("mix")
     assert sorted(got.values()) == sorted(reference(
         [FIXTURES / "All_Beauty.jsonl", FIXTURES / "Video_Games.jsonl"],
         [FIXTURES / "meta_All_Beauty.jsonl.gz", FIXTURES / "meta_Video_Games.jsonl"], k=2).values())
@@ -170,7 +139,7 @@ def test_missing_titles_get_a_counted_placeholder():
     assert stats["interactions"] == 35 and stats["items"] == 9
     items = load_dataset("ph").items.set_index("source_id")
     assert items.loc[V6, "title"] == f"Item {V6}"
-    assert sorted(sequences("ph").values()) == sorted(reference(
+    assert sorted(prepared_sequences("ph").values()) == sorted(reference(
         [FIXTURES / "All_Beauty.jsonl", FIXTURES / "Video_Games.jsonl"],
         [FIXTURES / "meta_All_Beauty.jsonl.gz", FIXTURES / "meta_Video_Games.jsonl"], k=2, placeholder=True).values())
 
@@ -295,7 +264,7 @@ def test_download_from_a_base_url(server, seqrec_home):
     assert len(checksums) == 4 and not list(folder.glob("*.part"))
     assert open_store().get_dataset("fetched").options["origin"] == "download"
     assert prepare("--name", "local").exit_code == 0
-    assert sequences("fetched") == sequences("local")
+    assert prepared_sequences("fetched") == prepared_sequences("local")
 
     server.requests.clear()  # kept files are reused: a second prepare downloads nothing
     again = invoke("data", "prepare", "amazon2023", "--category", "Video_Games", "--category", "All_Beauty",

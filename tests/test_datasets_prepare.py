@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from reference import one_error_line, prepared_sequences, sequence_k_core
 from seqrec.cli import app
 from seqrec.data import movielens, prepare
-from seqrec.data.prepare import load_dataset, prepare_source
+from seqrec.data.prepare import prepare_source
 from seqrec.errors import SeqrecError
 from seqrec.store import open_store
 
@@ -29,17 +30,6 @@ def invoke(*args):
 def prepare_amazon(*args, raw_dir=FIXTURES, k_core=2):
     return invoke("data", "prepare", "amazon2023", "--category", "Video_Games", "--category", "All_Beauty",
                   "--raw-dir", raw_dir, "--k-core", k_core, *args)
-
-
-def one_error_line(result, *fragments) -> str:
-    assert result.exit_code == 2, result.output
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    assert "Traceback" not in result.output
-    assert result.exception is None or isinstance(result.exception, SystemExit)
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
-    return lines[0]
 
 
 def nothing_left(home: Path) -> None:
@@ -74,23 +64,14 @@ def test_ml100k_raw_read_from_the_recbole_package():
 
 
 def independent_k_core(path: Path, k: int) -> dict[str, list[str]]:
-    """Plain Python: per-user item lists in time order (ties in file order), iterative k-core with dicts."""
+    """Plain Python: per-user item lists in time order (ties in file order), then an iterative k-core."""
     with path.open(newline="") as handle:
         rows = list(csv.reader(handle, delimiter="\t"))[1:]
     by_user: dict[str, list[tuple[float, str]]] = {}
     for user, item, _, timestamp in rows:
         by_user.setdefault(user, []).append((float(timestamp), item))
-    sequences = {user: [item for _, item in sorted(pairs, key=lambda pair: pair[0])] for user, pairs in by_user.items()}
-    while True:
-        item_count: dict[str, int] = {}
-        for items in sequences.values():
-            for item in items:
-                item_count[item] = item_count.get(item, 0) + 1
-        kept = {user: [item for item in items if item_count[item] >= k] for user, items in sequences.items()}
-        kept = {user: items for user, items in kept.items() if len(items) >= k}
-        if kept == sequences:
-            return sequences
-        sequences = kept
+    return sequence_k_core({user: [item for _, item in sorted(pairs, key=lambda pair: pair[0])]
+                            for user, pairs in by_user.items()}, k)
 
 
 def test_ml100k_5core_matches_an_independent_computation():
@@ -104,14 +85,8 @@ def test_ml100k_5core_matches_an_independent_computation():
     assert len(expected) == 943 and sum(map(len, expected.values())) == 99_287
     assert len({item for items in expected.values() for item in items}) == 1_349
 
-    data = load_dataset("ml-100k")
-    source = dict(zip(data.items["item"], data.items["source_id"]))
-    got = {int(user): list(items) for user, items in zip(data.train["user"], data.train["items"])}
-    for part in (data.valid, data.test):
-        for user, target in zip(part["user"], part["target"]):
-            got[int(user)].append(target)
-    got_sequences = sorted([source[item] for item in items] for items in got.values())
-    assert got_sequences == sorted(expected.values())  # including the order of equal timestamps
+    got = prepared_sequences("ml-100k")
+    assert sorted(got.values()) == sorted(expected.values())  # including the order of equal timestamps
 
 
 # reuse --------------------------------------------------------------------------------------------------------

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 import torch
-from llm_fixtures import movies, tiny_llama, tiny_qwen2  # noqa: F401  (fixtures)
+from llm_fixtures import killed_on_call, movies, tiny_llama, tiny_qwen2  # noqa: F401  (fixtures)
 from transformers import AutoModelForCausalLM, AutoTokenizer
 from typer.testing import CliRunner
 
@@ -72,20 +72,9 @@ def test_csft_then_iem_chains_runs_and_the_embeddings_train_sasrec(tiny_llama, m
     assert result.exit_code == 0, result.output
 
 
-def test_an_interrupted_stage_resumes(tiny_qwen2, movies, monkeypatch):
-    original = llm2rec.LossValidation.__call__
-    calls = {"n": 0}
-
-    def killed_in_second_validation(self, model, accelerator):
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise KeyboardInterrupt
-        return original(self, model, accelerator)
-
-    monkeypatch.setattr(llm2rec.LossValidation, "__call__", killed_in_second_validation)
-    with pytest.raises(KeyboardInterrupt):
+def test_an_interrupted_stage_resumes(tiny_qwen2, movies):
+    with killed_on_call(llm2rec.LossValidation, "__call__", call=2), pytest.raises(KeyboardInterrupt):
         train_embedder(str(tiny_qwen2), movies, "mntp", **FAST)
-    monkeypatch.setattr(llm2rec.LossValidation, "__call__", original)
     (interrupted,) = open_store().list_runs(kind="llm2rec", status="interrupted")
     assert train_embedder("ignored", None, "mntp", resume=interrupted.id) == [interrupted.id]
     assert len(open_store().metrics(interrupted.id, split="valid", key="loss")) == FAST["epochs"]

@@ -4,7 +4,7 @@ resuming, shallower students, and bad input."""
 import numpy as np
 import pytest
 import torch
-from llm_fixtures import movies, tiny_llama  # noqa: F401  (fixtures)
+from llm_fixtures import killed_on_call, movies, tiny_llama  # noqa: F401  (fixtures)
 from transformers import AutoModel
 from typer.testing import CliRunner
 
@@ -69,26 +69,16 @@ def test_the_teacher_is_embedded_once_and_an_identical_request_is_reused(tiny_ll
     assert len(open_store().list_runs(kind="embed")) == 1
 
 
-def test_a_killed_distillation_resumes_to_the_same_result(tiny_llama, wide_qwen2, movies, monkeypatch):
+def test_a_killed_distillation_resumes_to_the_same_result(tiny_llama, wide_qwen2, movies):
     options = {**FAST, "epochs": 3}
     uninterrupted = distill(str(tiny_llama), str(wide_qwen2), movies, seed=1, **options)
     store = open_store()
     expected = np.load(store.artifacts(uninterrupted, kind="item-embeddings")[0].path)
     store.delete_run(uninterrupted)
 
-    original = distill_module.KLValidation.__call__
-    calls = {"n": 0}
-
-    def killed_in_second_validation(self, model, accelerator):
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise KeyboardInterrupt
-        return original(self, model, accelerator)
-
-    monkeypatch.setattr(distill_module.KLValidation, "__call__", killed_in_second_validation)
-    with pytest.raises(KeyboardInterrupt):
+    # validations: step 0, epoch 1 (checkpointed), then killed in epoch 2's
+    with killed_on_call(distill_module.KLValidation, "__call__", call=3), pytest.raises(KeyboardInterrupt):
         distill(str(tiny_llama), str(wide_qwen2), movies, seed=1, **options)
-    monkeypatch.setattr(distill_module.KLValidation, "__call__", original)
     (interrupted,) = store.list_runs(kind="distill", status="interrupted")
     result = CliRunner().invoke(app, ["distill", "--teacher", "x", "--student", "y", "--resume", str(interrupted.id)])
     assert result.exit_code == 0, result.output

@@ -120,15 +120,6 @@ def finished_embedding(request: dict) -> int | None:
     return None
 
 
-def embed_points(spec: ExperimentsFile, name: str) -> list[Point]:
-    from seqrec.llm.embed import embed_items
-
-    points = []
-    for request in embed_requests(spec, name):
-        run_id = finished_embedding(request)
-        points.append(Point(name, "embed", request, "done" if run_id else "to do", run_id,
-                            lambda request=request: embed_items(**request).run_id))
-    return points
 
 
 def distill_requests(spec: ExperimentsFile, name: str) -> list[dict]:
@@ -150,20 +141,33 @@ def finished_distillation(request: dict) -> int | None:
     return None
 
 
-def distill_points(spec: ExperimentsFile, name: str) -> list[Point]:
+def embed_request_run(request: dict, experiment: str) -> int:
+    from seqrec.llm.embed import embed_items
+
+    return embed_items(**request).run_id  # an embedding is shared by every experiment that asks for it
+
+
+def distill_request_run(request: dict, experiment: str) -> int:
     from seqrec.llm.distill import distill
 
+    return distill(**request, experiment=experiment)
+
+
+# Stages that make item embeddings: how an experiment turns into requests, which finished run answers a request,
+# and how a request is run. ``item_emb = "<stage>:<experiment>"`` in a train stage names what they made.
+EMBEDDING_SOURCES = {"embed": (embed_requests, finished_embedding, embed_request_run),
+                     "distill": (distill_requests, finished_distillation, distill_request_run)}
+
+
+def embedding_points(spec: ExperimentsFile, name: str) -> list[Point]:
+    stage = spec.experiments[name].stage
+    requests_of, finished, execute = EMBEDDING_SOURCES[stage]
     points = []
-    for request in distill_requests(spec, name):
-        run_id = finished_distillation(request)
-        points.append(Point(name, "distill", request, "done" if run_id else "to do", run_id,
-                            lambda request=request: distill(**request, experiment=name)))
+    for request in requests_of(spec, name):
+        run_id = finished(request)
+        points.append(Point(name, stage, request, "done" if run_id else "to do", run_id,
+                            lambda request=request: execute(request, name)))
     return points
-
-
-# ``item_emb = "<stage>:<experiment>"`` in a train stage names the embeddings another experiment makes.
-EMBEDDING_SOURCES = {"embed": (embed_requests, finished_embedding),
-                     "distill": (distill_requests, finished_distillation)}
 
 
 def resolve_item_embeddings(spec: ExperimentsFile, value, path: Path):
@@ -174,7 +178,7 @@ def resolve_item_embeddings(spec: ExperimentsFile, value, path: Path):
     if source not in spec.experiments or spec.experiments[source].stage != stage:
         raise SeqrecError(f"{path}: item_emb {value!r}: {source!r} is not a{'n' if stage == 'embed' else ''} "
                           f"{stage} experiment")
-    requests_of, finished = EMBEDDING_SOURCES[stage]
+    requests_of, finished, _ = EMBEDDING_SOURCES[stage]
     requests = requests_of(spec, source)
     if len(requests) != 1:
         raise SeqrecError(f"{path}: item_emb {value!r}: that experiment makes {len(requests)} embeddings; "
@@ -268,10 +272,8 @@ def points_of(spec: ExperimentsFile, name: str, path: Path) -> list[Point]:
         return prepare_points(spec, name, experiment)
     if experiment.stage == "train":
         return train_points(spec, name, experiment, path)
-    if experiment.stage == "embed":
-        return embed_points(spec, name)
-    if experiment.stage == "distill":
-        return distill_points(spec, name)
+    if experiment.stage in EMBEDDING_SOURCES:
+        return embedding_points(spec, name)
     return evaluate_points(name, experiment)
 
 

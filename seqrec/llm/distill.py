@@ -29,6 +29,7 @@ from seqrec.errors import SeqrecError
 from seqrec.llm.embed import (ARTIFACT_KIND, POOLINGS, embed_items, embedding_label, item_texts, pad_token_id,
                               tokenize)
 from seqrec.llm.encoder import ItemTextEncoder, contrastive_loss, save_embedder, similarity_kl
+from seqrec.llm.options import split_options
 from seqrec.store import config_hash, open_store
 
 
@@ -54,26 +55,13 @@ class DistillConfig:
 DEFAULT_TRAINING = {"epochs": 3, "batch_size": 32, "lr": 5e-5, "weight_decay": 0.0, "patience": 2,
                     "metric": "neg_kl"}
 RANGES = {"tau": (1e-4, 10.0), "ic_temperature": (1e-4, 10.0), "lambda_kl": (0.0, 1e3), "lambda_ic": (0.0, 1e3),
-          "lambda_align": (0.0, 1e3), "dropout": (0.0, 0.9), "student_layers": (1, 1000), "train_layers": (1, 1000), "lora_rank": (0, 1024),
-          "max_length": (2, 4096), "epochs": (1, 10_000), "batch_size": (3, 1 << 16), "lr": (0.0, 1.0),
-          "weight_decay": (0.0, 10.0), "patience": (1, 10_000), "grad_accum": (1, 1024)}
+          "lambda_align": (0.0, 1e3), "dropout": (0.0, 0.9), "student_layers": (1, 1000), "train_layers": (1, 1000),
+          "lora_rank": (0, 1024), "max_length": (2, 4096), "batch_size": (3, 1 << 16)}
 
 
 def resolve_options(options: dict):
     """(DistillConfig, TrainConfig) from the user's options, every value checked."""
-    from seqrec.recsys.train import TrainConfig
-
-    distill_fields = {f.name for f in dataclasses.fields(DistillConfig)}
-    train_fields = {"epochs", "batch_size", "lr", "weight_decay", "patience", "eval_every", "grad_accum"}
-    unknown = sorted(set(options) - distill_fields - train_fields)
-    if unknown:
-        raise SeqrecError(f"distill does not take {', '.join(unknown)}; it takes "
-                          f"{', '.join(sorted(distill_fields | train_fields))}")
-    for key, value in options.items():
-        low, high = RANGES.get(key, (None, None))
-        if value is not None and low is not None and not low <= value <= high:
-            raise SeqrecError(f"{key} = {value} is out of range [{low}, {high}]")
-    distill_config = DistillConfig(**{k: v for k, v in options.items() if k in distill_fields})
+    distill_config, train_config = split_options("distill", options, DistillConfig, DEFAULT_TRAINING, RANGES)
     if distill_config.pooling not in POOLINGS:
         raise SeqrecError(f"unknown pooling {distill_config.pooling!r}; choose one of {', '.join(POOLINGS)}")
     if distill_config.lambda_kl == distill_config.lambda_ic == distill_config.lambda_align == 0:
@@ -82,7 +70,6 @@ def resolve_options(options: dict):
         raise SeqrecError("choose one of --train-layers (train the top layers) and --lora-rank (adapters everywhere)")
     if distill_config.projection and distill_config.lambda_align == 0:
         raise SeqrecError("--projection only serves the alignment term: give --lambda-align too")
-    train_config = TrainConfig(**{**DEFAULT_TRAINING, **{k: v for k, v in options.items() if k in train_fields}})
     return distill_config, train_config
 
 
@@ -209,11 +196,7 @@ def distill(teacher: str, student: str, dataset: str, *, seed: int = 0, resume: 
     """
     store = open_store()
     if resume is not None:
-        previous = store.get_run(resume)
-        if previous.kind != "distill":
-            raise SeqrecError(f"run {resume} is a {previous.kind} run, not a distillation")
-        if previous.status == "finished":
-            raise SeqrecError(f"run {resume} is finished; there is nothing to resume")
+        previous = store.resumable_run(resume, "distill")
         config, experiment = previous.config, previous.experiment
     else:
         config = distill_config_dict(teacher, student, dataset, seed, options)

@@ -27,6 +27,7 @@ from seqrec.errors import SeqrecError
 from seqrec.llm.embed import item_texts, pad_token_id, tokenize
 from seqrec.llm.encoder import (ItemTextEncoder, contrastive_loss, remove_resume_state, save_embedder,
                                 save_model_folder)
+from seqrec.llm.options import split_options
 from seqrec.store import config_hash, open_store
 
 STAGES = ("csft", "mntp", "ic")
@@ -51,31 +52,18 @@ DEFAULT_TRAINING = {"epochs": 1, "batch_size": 8, "lr": 2e-5, "weight_decay": 0.
                     "metric": "neg_loss"}
 RANGES = {"max_history": (1, 200), "max_length": (8, 8192), "max_examples": (1, 10_000_000),
           "valid_examples": (1, 1_000_000), "mask_prob": (0.01, 0.9), "dropout": (0.0, 0.9),
-          "ic_temperature": (1e-4, 10.0), "lora_rank": (0, 1024), "epochs": (1, 10_000), "batch_size": (1, 1 << 16),
-          "lr": (0.0, 1.0), "weight_decay": (0.0, 10.0), "patience": (1, 10_000), "grad_accum": (1, 1024)}
+          "ic_temperature": (1e-4, 10.0), "lora_rank": (0, 1024)}
 
 
 def resolve_options(stage: str, options: dict):
-    from seqrec.recsys.train import TrainConfig
-
+    """(LLM2RecConfig, TrainConfig) for a stage from the user's options, every value checked."""
     if stage not in STAGES:
         raise SeqrecError(f"unknown stage {stage!r}; choose one of {', '.join(STAGES)} or iem (mntp, then ic)")
-    own_fields = {f.name for f in dataclasses.fields(LLM2RecConfig)}
-    train_fields = {"epochs", "batch_size", "lr", "weight_decay", "patience", "eval_every", "grad_accum"}
-    unknown = sorted(set(options) - own_fields - train_fields)
-    if unknown:
-        raise SeqrecError(f"embed train does not take {', '.join(unknown)}; it takes "
-                          f"{', '.join(sorted(own_fields | train_fields))}")
-    for key, value in options.items():
-        low, high = RANGES.get(key, (None, None))
-        if value is not None and low is not None and not low <= value <= high:
-            raise SeqrecError(f"{key} = {value} is out of range [{low}, {high}]")
-    config = LLM2RecConfig(**{k: v for k, v in options.items() if k in own_fields})
+    config, train_config = split_options("embed train", options, LLM2RecConfig, DEFAULT_TRAINING, RANGES)
     if config.attention is None:
         config.attention = "causal" if stage == "csft" else "bidirectional"
-    if stage == "ic" and options.get("batch_size", DEFAULT_TRAINING["batch_size"]) < 2:
+    if stage == "ic" and train_config.batch_size < 2:
         raise SeqrecError("the ic stage needs batches of at least 2 items (in-batch negatives)")
-    train_config = TrainConfig(**{**DEFAULT_TRAINING, **{k: v for k, v in options.items() if k in train_fields}})
     return config, train_config
 
 
@@ -252,11 +240,7 @@ def train_embedder(model: str, dataset: str | None, stage: str, *, seed: int = 0
     stage is reused; ``resume`` continues an interrupted one."""
     store = open_store()
     if resume is not None:
-        previous = store.get_run(resume)
-        if previous.kind != "llm2rec":
-            raise SeqrecError(f"run {resume} is a {previous.kind} run, not an LLM2Rec stage")
-        if previous.status == "finished":
-            raise SeqrecError(f"run {resume} is finished; there is nothing to resume")
+        previous = store.resumable_run(resume, "llm2rec")
         return [stage_run(previous.config, previous.experiment, resume)]
     run_ids = []
     for current in (("mntp", "ic") if stage == "iem" else (stage,)):

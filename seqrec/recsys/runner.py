@@ -131,11 +131,7 @@ def train_model(model: str, dataset: str | None, seeds: list[int] = (0,), item_e
                 experiment: str | None = None, **hyper) -> list[int]:
     """Train ``model`` on ``dataset`` once per seed; returns the run ids (on the main process)."""
     if resume is not None:
-        previous = open_store().get_run(resume)
-        if previous.status == "finished":
-            raise SeqrecError(f"run {resume} is finished; there is nothing to resume")
-        if previous.kind != "train":
-            raise SeqrecError(f"run {resume} is a {previous.kind} run, not a training run")
+        previous = open_store().resumable_run(resume, "train")
         config = previous.config
         return [train_one(config, previous.experiment, resume)]
     configs = [train_config(model, dataset, seed, item_emb, eval, noise, mask_seen, **hyper) for seed in seeds]

@@ -171,6 +171,15 @@ def _published_rows(kind: str, columns: list[Column]) -> tuple[list[Row], list[s
     return list(rows.values()), sources
 
 
+def _grouped(labels: list[str], baselines: dict[str, str]) -> list[str]:
+    """Rows in first-run order, except that a row tested against another sits right under it (the noisy
+    evaluation under its clean model, the distilled student under its base model)."""
+    def root(label: str) -> str:
+        return baselines[label] if baselines[label] in labels else label
+
+    return sorted(labels, key=lambda label: (labels.index(root(label)), root(label) != label, labels.index(label)))
+
+
 def report_table(table: str, experiment: str | None = None, paper: bool = False,
                  store: Store | None = None) -> ReportTable:
     """Compute one report table from the finished runs (of one experiment, or of all)."""
@@ -187,7 +196,7 @@ def report_table(table: str, experiment: str | None = None, paper: bool = False,
     columns = _columns(spec, runs, values)
     seeds = sorted(set(runs["seed"]), key=lambda seed: (seed is None, seed or 0))
     baselines = dict(zip(runs["row"], runs["baseline"]))
-    labels = list(dict.fromkeys(runs["row"]))
+    labels = _grouped(list(dict.fromkeys(runs["row"])), baselines)
     present: dict[tuple[str, str], set] = {}
     for (row, group, _), by_seed in values.items():
         present.setdefault((row, group), set()).update(by_seed)

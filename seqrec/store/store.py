@@ -108,6 +108,15 @@ class Store:
         with self.session() as session:
             return session.exec(query).first()
 
+    def resumable_run(self, run_id: int, kind: str) -> Run:
+        """The run ``--resume ID`` names, refused when it is of another kind or already finished."""
+        run = self.get_run(run_id)
+        if run.kind != kind:
+            raise SeqrecError(f"run {run_id} is a {run.kind} run, not a {kind} run; it cannot be resumed here")
+        if run.status == "finished":
+            raise SeqrecError(f"run {run_id} is finished; there is nothing to resume")
+        return run
+
     def delete_run(self, run_id: int) -> Run:
         """Delete a run with its metrics, artifacts rows and lineage (the caller removes its folder)."""
         run = self.get_run(run_id)
