@@ -46,7 +46,7 @@ def test_each_stage_lowers_its_validation_loss(tiny_qwen2, movies, stage):
     store = open_store()
     assert store.get_run(run_id).status == "finished"
     losses = [metric.value for metric in store.metrics(run_id, split="valid", key="loss")]
-    assert len(losses) == FAST["epochs"] and losses[-1] < losses[0]
+    assert len(losses) == FAST["epochs"] + 1 and losses[-1] < losses[0]  # step 0: the model as loaded
     assert store.artifacts(run_id, kind="model")
     assert not (store.run_dir(run_id) / "checkpoint").exists()
 
@@ -73,17 +73,19 @@ def test_csft_then_iem_chains_runs_and_the_embeddings_train_sasrec(tiny_llama, m
 
 
 def test_an_interrupted_stage_resumes(tiny_qwen2, movies):
-    with killed_on_call(llm2rec.LossValidation, "__call__", call=2), pytest.raises(KeyboardInterrupt):
+    # validations: step 0, epoch 1 (checkpointed), then killed in epoch 2's
+    with killed_on_call(llm2rec.LossValidation, "__call__", call=3), pytest.raises(KeyboardInterrupt):
         train_embedder(str(tiny_qwen2), movies, "mntp", **FAST)
     (interrupted,) = open_store().list_runs(kind="llm2rec", status="interrupted")
     assert train_embedder("ignored", None, "mntp", resume=interrupted.id) == [interrupted.id]
-    assert len(open_store().metrics(interrupted.id, split="valid", key="loss")) == FAST["epochs"]
+    assert len(open_store().metrics(interrupted.id, split="valid", key="loss")) == FAST["epochs"] + 1
 
 
 @pytest.mark.parametrize("args, message", [
     (["--stage", "sft"], "unknown stage 'sft'"),
     (["--stage", "mntp", "--mask-prob", "0"], "mask_prob = 0.0 is out of range"),
     (["--stage", "ic", "--batch-size", "1"], "at least 2 items"),
+    (["--stage", "csft", "--train-layers", "1"], "--train-layers serves the ic stage"),
 ])
 def test_bad_options_are_one_clear_line(tiny_llama, movies, args, message):
     result = CliRunner().invoke(app, ["embed", "train", "--model", str(tiny_llama), "--dataset", movies, *args])

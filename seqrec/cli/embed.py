@@ -50,6 +50,7 @@ def train(
     pooling: Optional[str] = typer.Option(None, help="ic: mean, last or eos [mean]."),
     attention: Optional[str] = typer.Option(None, help="causal or bidirectional [csft causal, else bidirectional]."),
     lora_rank: Optional[int] = typer.Option(None, help="LoRA rank; 0 trains every weight [0]."),
+    train_layers: Optional[int] = typer.Option(None, help="ic: train only the top N layers [all]."),
     epochs: Optional[int] = typer.Option(None, help="Epochs [1]."),
     batch_size: Optional[int] = typer.Option(None, help="Batch size [8]."),
     lr: Optional[float] = typer.Option(None, help="AdamW learning rate [2e-5]."),
@@ -65,7 +66,8 @@ def train(
     options = {key: value for key, value in dict(
         max_history=max_history, max_length=max_length, max_examples=max_examples, valid_examples=valid_examples,
         mask_prob=mask_prob, dropout=dropout, ic_temperature=ic_temperature, pooling=pooling, attention=attention,
-        lora_rank=lora_rank, epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
+        lora_rank=lora_rank, train_layers=train_layers, epochs=epochs, batch_size=batch_size, lr=lr,
+        weight_decay=weight_decay,
         patience=patience, grad_accum=grad_accum).items() if value is not None}
     if dataset is None and resume is None:
         raise typer.BadParameter("give --dataset (or --resume RUN)", param_hint="--dataset")

@@ -236,11 +236,9 @@ def distill_run(config: dict, experiment: str | None, resume: int | None) -> int
                                   pad_token_id(tokenizer), distill_config.pooling, distill_config.train_layers)
         objective = DistillationObjective(encoder, teacher_embeddings, distill_config)
         items = TensorDataset(torch.arange(1, data.num_items + 1))
-        validate = KLValidation(data.num_items, train_config.batch_size, seed)
-        if resume is None:  # where the student starts: step 0 of the validation curve
-            accelerator.log(validate(objective, accelerator), step=0, log_kwargs={"seqrec": {"split": "valid"}})
-        objective, state = fit(objective, items, validate, train_config, accelerator, run_dir, seed,
-                               resume=resume is not None)
+        objective, _ = fit(objective, items, KLValidation(data.num_items, train_config.batch_size, seed),
+                           train_config, accelerator, run_dir, seed, resume=resume is not None,
+                           validate_first=True)
         accelerator.end_training()
         if run is None:
             return None

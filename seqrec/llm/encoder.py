@@ -64,7 +64,8 @@ class ItemTextEncoder(nn.Module):
         if self.prefix is None:
             hidden = self.backbone(input_ids=ids, attention_mask=mask).last_hidden_state
         else:
-            hidden = self.backbone(inputs_embeds=self.prefix[items, :ids.shape[1]], attention_mask=mask).last_hidden_state
+            hidden = self.backbone(inputs_embeds=self.prefix[items, :ids.shape[1]],
+                                   attention_mask=mask).last_hidden_state
         return pool(hidden.float(), mask, lengths, self.pooling)
 
     def freeze_below(self, count: int) -> None:

@@ -46,13 +46,14 @@ class LLM2RecConfig:
     pooling: str = "mean"
     attention: str | None = None  # csft: causal; mntp and ic: bidirectional
     lora_rank: int = 0  # 0: full fine-tuning
+    train_layers: int | None = None  # ic: train only the top N layers (what enters them is cached per item)
 
 
 DEFAULT_TRAINING = {"epochs": 1, "batch_size": 8, "lr": 2e-5, "weight_decay": 0.0, "patience": 2,
                     "metric": "neg_loss"}
 RANGES = {"max_history": (1, 200), "max_length": (8, 8192), "max_examples": (1, 10_000_000),
           "valid_examples": (1, 1_000_000), "mask_prob": (0.01, 0.9), "dropout": (0.0, 0.9),
-          "ic_temperature": (1e-4, 10.0), "lora_rank": (0, 1024)}
+          "ic_temperature": (1e-4, 10.0), "lora_rank": (0, 1024), "train_layers": (1, 1000)}
 
 
 def resolve_options(stage: str, options: dict):
@@ -62,6 +63,8 @@ def resolve_options(stage: str, options: dict):
     config, train_config = split_options("embed train", options, LLM2RecConfig, DEFAULT_TRAINING, RANGES)
     if config.attention is None:
         config.attention = "causal" if stage == "csft" else "bidirectional"
+    if config.train_layers is not None and (stage != "ic" or config.lora_rank):
+        raise SeqrecError("--train-layers serves the ic stage, without --lora-rank")
     if stage == "ic" and train_config.batch_size < 2:
         raise SeqrecError("the ic stage needs batches of at least 2 items (in-batch negatives)")
     return config, train_config
@@ -78,7 +81,8 @@ def history_examples(data, split: str, config: LLM2RecConfig, count: int, seed: 
     else:
         pairs = list(zip(getattr(data, split)["history"], getattr(data, split)["target"]))
     pairs = random.Random(seed).sample(pairs, min(count, len(pairs)))
-    return [([titles[item] for item in list(history)[-config.max_history:]], titles[target]) for history, target in pairs]
+    return [([titles[item] for item in list(history)[-config.max_history:]], titles[target])
+            for history, target in pairs]
 
 
 def encode_history(tokenizer, history: list[str], target: str, max_length: int) -> tuple[list[int], int]:
@@ -274,7 +278,7 @@ def stage_run(config: dict, experiment: str | None, resume: int | None) -> int |
         if stage == "ic":
             texts = item_texts(data, None)
             encoder = ItemTextEncoder(model, tokenize(tokenizer, texts, own.pooling, own.max_length),
-                                      pad_token_id(tokenizer), own.pooling)
+                                      pad_token_id(tokenizer), own.pooling, own.train_layers)
             objective = ContrastiveObjective(encoder, own.ic_temperature)
             train_set = TensorDataset(torch.arange(1, data.num_items + 1))
             order = torch.randperm(data.num_items, generator=torch.Generator().manual_seed(seed + 1)) + 1
@@ -283,12 +287,13 @@ def stage_run(config: dict, experiment: str | None, resume: int | None) -> int |
             texts_of = {split: [encode_history(tokenizer, history, target, own.max_length)
                                 for history, target in history_examples(data, split, own, count, seed)]
                         for split, count in (("train", own.max_examples), ("valid", own.valid_examples))}
-            train_set, valid_set = (PaddedTexts(texts_of[split], pad_token_id(tokenizer)) for split in ("train", "valid"))
+            train_set, valid_set = (PaddedTexts(texts_of[split], pad_token_id(tokenizer))
+                                    for split in ("train", "valid"))
             objective = NextTitleObjective(model) if stage == "csft" else \
                 MaskedNextTokenObjective(model, mask_token(tokenizer), own.mask_prob)
         validate = LossValidation(valid_set, train_config.batch_size, seed, train_mode=stage == "ic")
         objective, _ = fit(objective, train_set, validate, train_config, accelerator, run_dir, seed,
-                           resume=resume is not None)
+                           resume=resume is not None, validate_first=True)
         accelerator.end_training()
         if run is None:
             return None

@@ -151,7 +151,8 @@ def train_one(config: dict, experiment: str | None, resume: int | None) -> int |
         run_dir = shared_run_dir(run)
         run_dir.mkdir(parents=True, exist_ok=True)
         accelerator = make_accelerator(trainer_config, run)
-        evaluators = {split: Evaluator(data, split, protocol=config["eval"], seed=seed, mask_seen_items=config["mask_seen"],
+        evaluators = {split: Evaluator(data, split, protocol=config["eval"], seed=seed,
+                                       mask_seen_items=config["mask_seen"],
                                        noise=config["noise"] if split == "test" else None,
                                        data_folder=Path(dataset_row.path)) for split in ("valid", "test")}
         torch.manual_seed(seed)

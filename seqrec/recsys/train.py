@@ -62,18 +62,24 @@ def make_accelerator(config: TrainConfig, run=None) -> Accelerator:
 
 
 def progress_bar(accelerator: Accelerator) -> Progress:
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
-                    TimeRemainingColumn(), disable=not accelerator.is_main_process, transient=True)
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TextColumn("{task.fields[info]}"), TimeRemainingColumn(), disable=not accelerator.is_main_process,
+                    transient=True)
 
 
 def fit(model: torch.nn.Module, train_set: Dataset, validate, config: TrainConfig, accelerator: Accelerator,
-        run_dir: Path, seed: int, resume: bool = False) -> tuple[torch.nn.Module, LoopState]:
-    """Train with early stopping on ``validate(model, accelerator) -> metrics``; returns the best model."""
+        run_dir: Path, seed: int, resume: bool = False,
+        validate_first: bool = False) -> tuple[torch.nn.Module, LoopState]:
+    """Train with early stopping on ``validate(model, accelerator) -> metrics``; returns the best model.
+
+    ``validate_first`` logs the validation metrics of the untrained model as step 0 (where a fine-tuned LLM starts).
+    """
     set_seed(seed)
     checkpoint = run_dir / "checkpoint"
     best_weights = run_dir / "best.pt"
     # A dataset that hands out whole batches (batches.BatchIndexedTensors) brings its own pass-through collate.
-    loader = DataLoader(train_set, batch_size=config.batch_size, shuffle=True, collate_fn=getattr(train_set, "collate", None),
+    loader = DataLoader(train_set, batch_size=config.batch_size, shuffle=True,
+                        collate_fn=getattr(train_set, "collate", None),
                         generator=torch.Generator().manual_seed(seed))
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
@@ -81,6 +87,8 @@ def fit(model: torch.nn.Module, train_set: Dataset, validate, config: TrainConfi
     if resume and (checkpoint / "loop.json").exists():
         accelerator.load_state(str(checkpoint))
         state = LoopState.load(checkpoint / "loop.json")
+    if validate_first and not resume:
+        accelerator.log(validate(model, accelerator), step=0, log_kwargs={"seqrec": {"split": "valid"}})
 
     with progress_bar(accelerator) as bar:
         task = bar.add_task("training", total=config.epochs * len(loader), completed=state.epoch * len(loader),

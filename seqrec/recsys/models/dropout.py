@@ -9,5 +9,5 @@ class Dropout(nn.Dropout):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or self.p == 0 or not x.is_cpu:
             return super().forward(x)
-        keep = torch.empty_like(x).uniform_().ge_(self.p)
-        return x * keep * (1.0 / (1.0 - self.p))
+        scaled_keep = torch.empty_like(x).uniform_().ge_(self.p).mul_(1.0 / (1.0 - self.p))  # 0 or 1/(1-p)
+        return x * scaled_keep
