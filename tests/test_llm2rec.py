@@ -38,6 +38,12 @@ def test_the_csft_loss_counts_only_the_target_tokens(tiny_llama):
     expected = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1))
     assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
     assert (labels != -100).sum() == sum(len(t) - s for t, s in (texts[0], texts[1]))
+    # the same loss through LoRA adapters (which start as a no-op)
+    from peft import LoraConfig, get_peft_model
+
+    adapted = get_peft_model(model, LoraConfig(r=4, target_modules="all-linear"))
+    with torch.no_grad():
+        assert NextTitleObjective(adapted)(ids, mask, starts).item() == pytest.approx(loss.item(), rel=1e-5)
 
 
 @pytest.mark.parametrize("stage", ["csft", "mntp", "ic"])

@@ -1,4 +1,4 @@
-"""Causal or bidirectional attention for decoder LLMs (LLM2Vec, LLM2Rec IEM).
+"""Attention switches for decoder LLMs: causal or bidirectional (LLM2Vec, LLM2Rec IEM), and attention dropout.
 
 transformers 5 builds attention masks in ``transformers.masking_utils``: when ``config.is_causal`` is False,
 ``create_causal_mask`` returns ``create_bidirectional_mask`` instead, and each attention module's ``is_causal``
@@ -27,3 +27,14 @@ def set_attention(model, attention: str) -> None:
     for module in model.modules():
         if hasattr(module, "is_causal"):
             module.is_causal = causal
+
+
+def set_attention_dropout(model, rate: float, path: str) -> None:
+    """Dropout on the attention weights of every layer: what makes two encodings of one text differ (SimCSE's two
+    views, L_IC). Decoders ship with it at 0; the saved model gets it back at 0 (``save_model_folder``)."""
+    if not hasattr(model.config, "attention_dropout"):
+        raise SeqrecError(f"{path}: the model has no attention dropout, which L_IC's two views need; "
+                          "set its weight to 0")
+    for holder in (model.config, *model.modules()):
+        if hasattr(holder, "attention_dropout"):
+            holder.attention_dropout = rate

@@ -99,20 +99,15 @@ def load_student(path: str, config: DistillConfig):
     """The student backbone (hidden states only) with the asked attention, depth, dropout and adapters."""
     from transformers import AutoModel, AutoTokenizer
 
-    from seqrec.llm.attention import set_attention
+    from seqrec.llm.attention import set_attention, set_attention_dropout
     from seqrec.llm.embed import is_decoder
 
     backbone = AutoModel.from_pretrained(path, dtype=torch.float32)
     if backbone.config.is_encoder_decoder:
         backbone = backbone.get_encoder()
     backbone.config.use_cache = False
-    if hasattr(backbone.config, "attention_dropout"):
-        backbone.config.attention_dropout = config.dropout
-        for module in backbone.modules():
-            if hasattr(module, "attention_dropout"):
-                module.attention_dropout = config.dropout
-    elif config.lambda_ic > 0:
-        raise SeqrecError(f"{path}: the model has no attention dropout, which L_IC needs; set --lambda-ic 0")
+    if config.lambda_ic > 0:
+        set_attention_dropout(backbone, config.dropout, path)
     if is_decoder(backbone.config):
         set_attention(backbone, config.attention or "causal")
     if config.student_layers is not None:

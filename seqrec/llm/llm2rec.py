@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset, TensorDataset
 
@@ -120,6 +121,23 @@ class PaddedTexts(Dataset):
 
 
 # objectives -------------------------------------------------------------------------------------------------------
+def labelled_token_loss(model: nn.Module, ids: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Next-token cross-entropy where ``labels`` is not -100 (each position predicts the next token's label).
+
+    The LM head runs on the labelled positions only: it is the largest matrix of a small LLM (Gemma-3-270M's is
+    262k x 640), and computing it for every token would cost more than the rest of the model.
+    """
+    causal_lm = model.get_base_model() if hasattr(model, "get_base_model") else model  # under LoRA
+    hidden = causal_lm.base_model(input_ids=ids, attention_mask=mask).last_hidden_state
+    targets = labels[:, 1:]
+    chosen = targets != -100
+    logits = causal_lm.get_output_embeddings()(hidden[:, :-1][chosen]).float()
+    softcap = getattr(causal_lm.config, "final_logit_softcapping", None)  # Gemma's bounded logits
+    if softcap:
+        logits = torch.tanh(logits / softcap) * softcap
+    return F.cross_entropy(logits, targets[chosen])
+
+
 class NextTitleObjective(nn.Module):
     """csft: next-token cross-entropy on the target title's tokens only."""
 
@@ -130,7 +148,7 @@ class NextTitleObjective(nn.Module):
     def forward(self, ids: torch.Tensor, mask: torch.Tensor, starts: torch.Tensor) -> torch.Tensor:
         positions = torch.arange(ids.shape[1], device=ids.device)
         labels = ids.masked_fill((positions < starts[:, None]) | (mask == 0), -100)
-        return self.model(input_ids=ids, attention_mask=mask, labels=labels).loss
+        return labelled_token_loss(self.model, ids, mask, labels)
 
 
 class MaskedNextTokenObjective(nn.Module):
@@ -146,8 +164,7 @@ class MaskedNextTokenObjective(nn.Module):
         chosen[:, 0] = False
         chosen[chosen.sum(1) == 0, 1] = True  # at least one prediction per text
         labels = ids.masked_fill(~chosen, -100)
-        return self.model(input_ids=ids.masked_fill(chosen, self.mask_token_id), attention_mask=mask,
-                          labels=labels).loss
+        return labelled_token_loss(self.model, ids.masked_fill(chosen, self.mask_token_id), mask, labels)
 
 
 class ContrastiveObjective(nn.Module):
@@ -196,7 +213,7 @@ def load_for_stage(path: str, stage: str, config: LLM2RecConfig):
     """The model for a stage: a causal LM (csft, mntp) or its backbone (ic), with attention, dropout, LoRA."""
     from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer
 
-    from seqrec.llm.attention import set_attention
+    from seqrec.llm.attention import set_attention, set_attention_dropout
     from seqrec.llm.embed import is_decoder
 
     model_class = AutoModel if stage == "ic" else AutoModelForCausalLM
@@ -206,11 +223,7 @@ def load_for_stage(path: str, stage: str, config: LLM2RecConfig):
     model.config.use_cache = False
     set_attention(model, config.attention)
     if stage == "ic":
-        if not hasattr(model.config, "attention_dropout"):
-            raise SeqrecError(f"{path}: the model has no attention dropout, which L_IC's two views need")
-        for module in (model.config, *model.modules()):
-            if hasattr(module, "attention_dropout"):
-                module.attention_dropout = config.dropout
+        set_attention_dropout(model, config.dropout, path)
     if config.lora_rank:
         from peft import LoraConfig, get_peft_model
 
