@@ -21,12 +21,12 @@ def distill(
                                               "map for the alignment term (needed when the widths differ)."),
     dropout: Optional[float] = typer.Option(None, help="Student attention dropout (makes L_IC's views) [0.1]."),
     student_layers: Optional[int] = typer.Option(None, help="Keep N of the student's layers, evenly spaced "
-                                                 "(e.g. SmolLM2 30 -> 10) [all]."),
+                                                 "(e.g. SmolLM2 30 -> 10) \\[all]."),
     train_layers: Optional[int] = typer.Option(None, help="Train only the top N layers; what enters them is "
-                                               "computed once per item, so a step costs N layers [all]."),
+                                               "computed once per item, so a step costs N layers \\[all]."),
     lora_rank: Optional[int] = typer.Option(None, help="LoRA rank; 0 trains every weight [0]."),
-    pooling: Optional[str] = typer.Option(None, help="mean, last or eos, for teacher and student [mean]."),
-    attention: Optional[str] = typer.Option(None, help="causal or bidirectional [causal for decoders]."),
+    pooling: Optional[str] = typer.Option(None, help="mean, last or eos, for teacher and student \\[mean]."),
+    attention: Optional[str] = typer.Option(None, help="causal or bidirectional \\[causal for decoders]."),
     max_length: Optional[int] = typer.Option(None, help="Longest item text in tokens [64]."),
     epochs: Optional[int] = typer.Option(None, help="Most epochs [3]."),
     batch_size: Optional[int] = typer.Option(None, help="Items per batch: the in-batch distributions' size [32]."),

@@ -17,7 +17,7 @@ def items(
     attention: Optional[str] = typer.Option(None, help="causal or bidirectional (Llama/Qwen2 decoders, as in "
                                             "LLM2Vec); default: causal for decoders, bidirectional for encoders."),
     template: Optional[str] = typer.Option(None, help="Item text: a Jinja string such as '{{ title }}, "
-                                           "{{ categories }}', a template file or a shipped name [title]."),
+                                           "{{ categories }}', a template file or a shipped name \\[title]."),
     batch_size: int = typer.Option(64, help="Texts per forward pass (sorted by length, padded per batch)."),
     max_length: int = typer.Option(64, help="Longest text in tokens; longer ones are truncated."),
     bf16: bool = typer.Option(False, "--bf16", help="Run in bfloat16 (CPUs with AVX512-BF16/AMX, recent GPUs)."),
@@ -47,10 +47,10 @@ def train(
     mask_prob: Optional[float] = typer.Option(None, help="mntp: share of tokens masked [0.2]."),
     dropout: Optional[float] = typer.Option(None, help="ic: attention dropout making the two views [0.1]."),
     ic_temperature: Optional[float] = typer.Option(None, help="ic: temperature of L_IC [0.05]."),
-    pooling: Optional[str] = typer.Option(None, help="ic: mean, last or eos [mean]."),
-    attention: Optional[str] = typer.Option(None, help="causal or bidirectional [csft causal, else bidirectional]."),
+    pooling: Optional[str] = typer.Option(None, help="ic: mean, last or eos \\[mean]."),
+    attention: Optional[str] = typer.Option(None, help="causal or bidirectional \\[csft causal, else bidirectional]."),
     lora_rank: Optional[int] = typer.Option(None, help="LoRA rank; 0 trains every weight [0]."),
-    train_layers: Optional[int] = typer.Option(None, help="ic: train only the top N layers [all]."),
+    train_layers: Optional[int] = typer.Option(None, help="ic: train only the top N layers \\[all]."),
     epochs: Optional[int] = typer.Option(None, help="Epochs [1]."),
     batch_size: Optional[int] = typer.Option(None, help="Batch size [8]."),
     lr: Optional[float] = typer.Option(None, help="AdamW learning rate [2e-5]."),

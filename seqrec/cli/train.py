@@ -30,7 +30,7 @@ def train(
     layers: Optional[int] = typer.Option(None, help="Transformer or GRU layers [2 / 1]."),
     heads: Optional[int] = typer.Option(None, help="Attention heads [2]."),
     dropout: Optional[float] = typer.Option(None, help="Dropout [0.3]."),
-    loss: Optional[str] = typer.Option(None, help="ce (full softmax) or bce (one sampled negative) [ce]."),
+    loss: Optional[str] = typer.Option(None, help="ce (full softmax) or bce (one sampled negative) \\[ce]."),
     mask_prob: Optional[float] = typer.Option(None, help="BERT4Rec: share of items masked [0.2]."),
     epochs: Optional[int] = typer.Option(None, help="Most epochs [200]."),
     batch_size: Optional[int] = typer.Option(None, help="Batch size [256]."),
@@ -40,7 +40,7 @@ def train(
     patience: Optional[int] = typer.Option(None, help="Stop after N validations without improvement [10]."),
     metric: Optional[str] = typer.Option(None, help="Validation metric for early stopping [ndcg@10]."),
     grad_accum: Optional[int] = typer.Option(None, help="Gradient accumulation steps [1]."),
-    mixed_precision: Optional[str] = typer.Option(None, help="no, bf16 or fp16 [no]."),
+    mixed_precision: Optional[str] = typer.Option(None, help="no, bf16 or fp16 \\[no]."),
 ) -> None:
     """Train a recommender once per seed; metrics per epoch and final test metrics go to the database."""
     from seqrec.recsys.runner import train_model
