@@ -67,6 +67,7 @@ def test_csft_then_iem_chains_runs_and_the_embeddings_train_sasrec(tiny_llama, m
     mntp, ic = (run for run in store.list_runs(kind="llm2rec")[::-1][1:])
     assert (mntp.config["stage"], ic.config["stage"]) == ("mntp", "ic")
     assert mntp.config["model"] == f"run:{csft}" and ic.config["model"] == f"run:{mntp.id}"
+    assert [link.input_run_id for link in store.inputs(ic.id)] == [mntp.id]  # lineage follows the chain
     embeddings = np.load(store.artifacts(ic.id, kind="item-embeddings")[0].path)
     assert embeddings.shape == (13, 32)
     (sasrec,) = train_model("sasrec", movies, seeds=[0], item_emb=f"run:{ic.id}", hidden=16, heads=2, layers=1,

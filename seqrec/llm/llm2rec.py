@@ -271,7 +271,7 @@ def train_embedder(model: str, dataset: str | None, stage: str, *, seed: int = 0
 
 def stage_run(config: dict, experiment: str | None, resume: int | None) -> int | None:
     from seqrec.data.prepare import load_dataset
-    from seqrec.llm.registry import model_record
+    from seqrec.llm.registry import RUN_PREFIX, model_record
     from seqrec.recsys.runner import main_process_run, shared_run_dir
     from seqrec.recsys.train import fit, make_accelerator
 
@@ -280,8 +280,9 @@ def stage_run(config: dict, experiment: str | None, resume: int | None) -> int |
     data = load_dataset(config["dataset"])
     path = model_record(config["model"]).path
     architectures = json.loads(Path(path, "config.json").read_text()).get("architectures", [])
+    earlier_stage = [int(config["model"].removeprefix(RUN_PREFIX))] if config["model"].startswith(RUN_PREFIX) else []
     _, context = main_process_run("llm2rec", config, experiment=experiment, seed=seed, dataset=config["dataset"],
-                                  resume=resume)
+                                  inputs=earlier_stage if resume is None else [], resume=resume)
     with context as run:
         run_dir = shared_run_dir(run)
         run_dir.mkdir(parents=True, exist_ok=True)
