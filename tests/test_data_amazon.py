@@ -1,13 +1,10 @@
 """Amazon Reviews 2023: fixture files in the release's format, read locally, downloaded over local HTTP, and every
 kind of bad input."""
 
-import functools
 import gzip
 import hashlib
-import http.server
 import json
 import shutil
-import threading
 from pathlib import Path
 
 import pytest
@@ -17,6 +14,7 @@ from seqrec.data.prepare import delete_dataset, load_dataset, prepare_amazon2023
 from seqrec.errors import SeqrecError
 from seqrec.settings import get_settings
 from seqrec.store import open_store
+from http_mirror import serving
 from reference import independent_k_core
 
 FIXTURES = Path(__file__).parent / "fixtures" / "amazon2023"
@@ -99,30 +97,6 @@ def test_benchmark_csvs_replace_the_reviews(tmp_path):
 
 
 # download over local HTTP ---------------------------------------------------------------------------------------
-class RangeHandler(http.server.SimpleHTTPRequestHandler):
-    """Serves files, honouring ``Range: bytes=N-`` when the server allows it, and logs the requests."""
-
-    def do_GET(self):
-        path = Path(self.translate_path(self.path))
-        self.server.requests.append((self.path, self.headers.get("Range")))
-        if not path.is_file():
-            self.send_error(404, "Not Found")
-            return
-        body, start = path.read_bytes(), 0
-        if self.headers.get("Range") and self.server.ranges:
-            start = int(self.headers["Range"].removeprefix("bytes=").rstrip("-"))
-            self.send_response(206)
-            self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
-        else:
-            self.send_response(200)
-        self.send_header("Content-Length", str(len(body) - start))
-        self.end_headers()
-        self.wfile.write(body[start:])
-
-    def log_message(self, *args):
-        pass
-
-
 @pytest.fixture
 def server(tmp_path):
     """A local mirror of the release layout (review_categories/, meta_categories/) with gzipped fixtures."""
@@ -132,15 +106,8 @@ def server(tmp_path):
         for category in CATEGORIES:
             source = FIXTURES / f"{prefix}{category}.jsonl"
             (root / folder / f"{prefix}{category}.jsonl.gz").write_bytes(gzip.compress(source.read_bytes(), mtime=0))
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0),
-                                            functools.partial(RangeHandler, directory=str(root)))
-    httpd.requests, httpd.ranges, httpd.root = [], True, root
-    httpd.url = f"http://127.0.0.1:{httpd.server_address[1]}"
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield httpd
-    httpd.shutdown()
-    httpd.server_close()
+    with serving(root) as httpd:
+        yield httpd
 
 
 def download_dir():

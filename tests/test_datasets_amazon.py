@@ -6,15 +6,14 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import http.server
 import json
 import shutil
-import threading
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
+from http_mirror import serving
 from reference import one_error_line, prepared_sequences, sequence_k_core
 from seqrec.cli import app
 from seqrec.data.prepare import load_dataset
@@ -197,34 +196,6 @@ def test_unknown_category_lists_the_valid_names(seqrec_home):
 
 
 # download -----------------------------------------------------------------------------------------------------
-class RangeHandler(http.server.BaseHTTPRequestHandler):
-    """Serves files under ``server.root`` and honours ``Range: bytes=N-``; records every request."""
-
-    def do_GET(self):
-        self.server.requests.append((self.path, self.headers.get("Range")))
-        path = self.server.root / self.path.lstrip("/")
-        if not path.is_file():
-            self.send_error(404)
-            return
-        data = path.read_bytes()
-        start = 0
-        if self.headers.get("Range", "").startswith("bytes="):
-            start = int(self.headers["Range"][len("bytes="):].split("-")[0])
-            if start >= len(data):
-                self.send_error(416)
-                return
-            self.send_response(206)
-            self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
-        else:
-            self.send_response(200)
-        self.send_header("Content-Length", str(len(data) - start))
-        self.end_headers()
-        self.wfile.write(data[start:])
-
-    def log_message(self, *args):
-        pass
-
-
 @pytest.fixture
 def server(tmp_path):
     """The fixtures laid out as the McAuley Lab server has them, on 127.0.0.1."""
@@ -235,22 +206,13 @@ def server(tmp_path):
         data = path.read_bytes() if path.name.endswith(".gz") else gzip.compress(path.read_bytes(), mtime=0)
         folder = "meta_categories" if path.name.startswith("meta_") else "review_categories"
         (root / folder / (path.name.removesuffix(".gz") + ".gz")).write_bytes(data)
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), RangeHandler)
-    httpd.root, httpd.requests = root, []
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    yield httpd
-    httpd.shutdown()
-    httpd.server_close()
-
-
-def url(server) -> str:
-    return f"http://127.0.0.1:{server.server_address[1]}"
+    with serving(root) as httpd:
+        yield httpd
 
 
 def test_download_from_a_base_url(server, seqrec_home):
     result = invoke("data", "prepare", "amazon2023", "--category", "Video_Games", "--category", "All_Beauty",
-                    "--base-url", url(server), "--k-core", 2, "--name", "fetched")
+                    "--base-url", server.url, "--k-core", 2, "--name", "fetched")
     assert result.exit_code == 0, result.output
     assert sorted(path for path, _ in server.requests) == [
         "/meta_categories/meta_All_Beauty.jsonl.gz", "/meta_categories/meta_Video_Games.jsonl.gz",
@@ -268,7 +230,7 @@ def test_download_from_a_base_url(server, seqrec_home):
 
     server.requests.clear()  # kept files are reused: a second prepare downloads nothing
     again = invoke("data", "prepare", "amazon2023", "--category", "Video_Games", "--category", "All_Beauty",
-                   "--base-url", url(server), "--k-core", 2, "--name", "fetched")
+                   "--base-url", server.url, "--k-core", 2, "--name", "fetched")
     assert again.exit_code == 0 and server.requests == []
 
 
@@ -277,7 +239,7 @@ def test_a_partial_download_is_resumed_with_a_range_request(server, seqrec_home)
     folder = seqrec_home / "data" / "raw" / "amazon2023"
     folder.mkdir(parents=True)
     (folder / "Video_Games.jsonl.gz.part").write_bytes(served.read_bytes()[:100])
-    result = invoke("data", "prepare", "amazon2023", "--category", "Video_Games", "--base-url", url(server),
+    result = invoke("data", "prepare", "amazon2023", "--category", "Video_Games", "--base-url", server.url,
                     "--k-core", 2)
     assert result.exit_code == 0, result.output
     assert ("/review_categories/Video_Games.jsonl.gz", "bytes=100-") in server.requests
@@ -287,13 +249,13 @@ def test_a_partial_download_is_resumed_with_a_range_request(server, seqrec_home)
 
 
 def test_base_url_from_the_environment(server, monkeypatch):
-    monkeypatch.setenv("SEQREC_AMAZON_BASE_URL", url(server) + "/")
+    monkeypatch.setenv("SEQREC_AMAZON_BASE_URL", server.url + "/")
     result = invoke("data", "prepare", "amazon2023", "--category", "Video_Games", "--k-core", 2)
     assert result.exit_code == 0, result.output
     assert len(server.requests) == 2
 
 
 def test_a_file_missing_on_the_server_is_one_error(server, seqrec_home):
-    result = invoke("data", "prepare", "amazon2023", "--category", "Books", "--base-url", url(server))
+    result = invoke("data", "prepare", "amazon2023", "--category", "Books", "--base-url", server.url)
     one_error_line(result, "HTTP 404", "Books.jsonl.gz")
     nothing_left(seqrec_home)

@@ -28,3 +28,8 @@ def command_group(help: str, **kwargs) -> typer.Typer:
     """A Typer app for one command group (also usable on its own, as tests do)."""
     return typer.Typer(cls=SeqrecGroup, help=help, no_args_is_help=True, pretty_exceptions_show_locals=False,
                        rich_markup_mode="rich", **kwargs)
+
+
+def given(**options):
+    """The options the user set: unset ones (None) are left to the function's defaults."""
+    return {key: value for key, value in options.items() if value is not None}

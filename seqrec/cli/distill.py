@@ -4,7 +4,7 @@ from typing import Optional
 
 import typer
 
-from seqrec.cli._app import console
+from seqrec.cli._app import console, given
 
 
 def distill(
@@ -44,12 +44,11 @@ def distill(
     """
     from seqrec.llm.distill import distill as distill_items
 
-    options = {key: value for key, value in dict(
+    options = given(
         tau=tau, lambda_kl=lambda_kl, lambda_ic=lambda_ic, ic_temperature=ic_temperature, lambda_align=lambda_align,
         projection=projection, dropout=dropout, student_layers=student_layers, train_layers=train_layers,
-        lora_rank=lora_rank, pooling=pooling,
-        attention=attention, max_length=max_length, epochs=epochs, batch_size=batch_size, lr=lr,
-        weight_decay=weight_decay, patience=patience, grad_accum=grad_accum).items() if value is not None}
+        lora_rank=lora_rank, pooling=pooling, attention=attention, max_length=max_length, epochs=epochs,
+        batch_size=batch_size, lr=lr, weight_decay=weight_decay, patience=patience, grad_accum=grad_accum)
     if dataset is None and resume is None:
         raise typer.BadParameter("give --dataset (or --resume RUN)", param_hint="--dataset")
     run_id = distill_items(teacher, student, dataset, seed=seed, resume=resume, experiment=experiment, **options)

@@ -4,7 +4,7 @@ from typing import Optional
 
 import typer
 
-from seqrec.cli._app import command_group, console
+from seqrec.cli._app import command_group, console, given
 
 app = command_group("Item embeddings from text encoders and LLMs.")
 
@@ -63,12 +63,11 @@ def train(
     """Train an LLM into an item embedder, LLM2Rec's way: csft, then iem (mntp + ic); each stage is a run."""
     from seqrec.llm.llm2rec import train_embedder
 
-    options = {key: value for key, value in dict(
+    options = given(
         max_history=max_history, max_length=max_length, max_examples=max_examples, valid_examples=valid_examples,
         mask_prob=mask_prob, dropout=dropout, ic_temperature=ic_temperature, pooling=pooling, attention=attention,
         lora_rank=lora_rank, train_layers=train_layers, epochs=epochs, batch_size=batch_size, lr=lr,
-        weight_decay=weight_decay,
-        patience=patience, grad_accum=grad_accum).items() if value is not None}
+        weight_decay=weight_decay, patience=patience, grad_accum=grad_accum)
     if dataset is None and resume is None:
         raise typer.BadParameter("give --dataset (or --resume RUN)", param_hint="--dataset")
     for run_id in filter(None, train_embedder(model, dataset, stage, seed=seed, resume=resume, experiment=experiment,

@@ -4,7 +4,7 @@ from typing import Optional
 
 import typer
 
-from seqrec.cli._app import console
+from seqrec.cli._app import console, given
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -45,10 +45,10 @@ def train(
     """Train a recommender once per seed; metrics per epoch and final test metrics go to the database."""
     from seqrec.recsys.runner import train_model
 
-    hyper = {key: value for key, value in dict(
+    hyper = given(
         hidden=hidden, layers=layers, heads=heads, dropout=dropout, loss=loss, mask_prob=mask_prob, epochs=epochs,
         batch_size=batch_size, lr=lr, weight_decay=weight_decay, eval_every=eval_every, patience=patience,
-        metric=metric, grad_accum=grad_accum, mixed_precision=mixed_precision).items() if value is not None}
+        metric=metric, grad_accum=grad_accum, mixed_precision=mixed_precision)
     if dataset is None and resume is None:
         raise typer.BadParameter("give --dataset (or --resume RUN)", param_hint="--dataset")
     run_ids = train_model(model, dataset, parse_seeds(seeds), item_emb, eval, noise, mask_seen, resume, experiment,

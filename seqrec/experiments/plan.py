@@ -85,9 +85,9 @@ def train_parameters() -> set[str]:
 
 def distill_parameters() -> set[str]:
     from seqrec.llm.distill import DistillConfig
+    from seqrec.llm.options import LOOP_OPTIONS
 
-    return {f.name for f in dataclasses.fields(DistillConfig)} | {"epochs", "batch_size", "lr", "weight_decay",
-                                                                  "patience", "eval_every", "grad_accum"}
+    return {f.name for f in dataclasses.fields(DistillConfig)} | set(LOOP_OPTIONS)
 
 
 def prepare_points(spec: ExperimentsFile, name: str, experiment: ExperimentSpec) -> list[Point]:
@@ -118,8 +118,6 @@ def finished_embedding(request: dict) -> int | None:
         if all(run.config.get(key, value) == value for key, value in request.items() if key != "batch_size"):
             return run.id
     return None
-
-
 
 
 def distill_requests(spec: ExperimentsFile, name: str) -> list[dict]:

@@ -15,9 +15,7 @@ The result is a distill run with the student as a model folder and its item embe
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -28,7 +26,7 @@ from torch.utils.data import TensorDataset
 from seqrec.errors import SeqrecError
 from seqrec.llm.embed import (ARTIFACT_KIND, POOLINGS, embed_items, embedding_label, item_texts, pad_token_id,
                               tokenize)
-from seqrec.llm.encoder import ItemTextEncoder, contrastive_loss, save_embedder, similarity_kl
+from seqrec.llm.encoder import ItemTextEncoder, contrastive_loss, save_embedder, set_layers, similarity_kl
 from seqrec.llm.options import split_options
 from seqrec.store import config_hash, open_store
 
@@ -84,14 +82,11 @@ def keep_layers(backbone: nn.Module, count: int) -> list[int]:
     if not 1 <= count <= total:
         raise SeqrecError(f"--student-layers {count}: the student has {total} layers")
     kept = [0] if count == 1 else [round(index * (total - 1) / (count - 1)) for index in range(count)]
-    backbone.layers = nn.ModuleList(layers[index] for index in kept)
+    layer_types = getattr(backbone.config, "layer_types", None)
+    set_layers(backbone, [layers[index] for index in kept], layer_types and [layer_types[index] for index in kept])
     for new_index, layer in enumerate(backbone.layers):
         if hasattr(getattr(layer, "self_attn", None), "layer_idx"):
             layer.self_attn.layer_idx = new_index
-    config = backbone.config
-    config.num_hidden_layers = count
-    if getattr(config, "layer_types", None):
-        config.layer_types = [config.layer_types[index] for index in kept]
     return kept
 
 
@@ -225,7 +220,6 @@ def distill_run(config: dict, experiment: str | None, resume: int | None) -> int
         torch.manual_seed(seed)
         student_path = model_record(config["student"]).path
         backbone, tokenizer = load_student(student_path, distill_config)
-        architectures = json.loads(Path(student_path, "config.json").read_text()).get("architectures", [])
         encoder = ItemTextEncoder(backbone, tokenize(tokenizer, texts, distill_config.pooling,
                                                      distill_config.max_length),
                                   pad_token_id(tokenizer), distill_config.pooling, distill_config.train_layers)
@@ -237,7 +231,7 @@ def distill_run(config: dict, experiment: str | None, resume: int | None) -> int
         accelerator.end_training()
         if run is None:
             return None
-        save_embedder(run, objective.student, tokenizer, architectures,
+        save_embedder(run, objective.student, tokenizer, student_path,
                       label=f"{config['student']} distilled from {config['teacher']}",
                       meta={"model": config["student"], "teacher": config["teacher"], "dataset": config["dataset"],
                             "baseline": embedding_label(config["student"], distill_config.pooling,

@@ -20,6 +20,14 @@ from seqrec.errors import SeqrecError
 from seqrec.llm.embed import pool
 
 
+def set_layers(backbone: nn.Module, layers: list[nn.Module], layer_types: list[str] | None) -> None:
+    """Give a decoder backbone another list of layers, with its config saying how many (and of which type)."""
+    backbone.layers = nn.ModuleList(layers)
+    backbone.config.num_hidden_layers = len(layers)
+    if layer_types:
+        backbone.config.layer_types = list(layer_types)
+
+
 class PrefixCaptured(Exception):
     """Raised by the hook that has what it needs: the rest of the forward pass is not computed."""
 
@@ -52,6 +60,11 @@ class ItemTextEncoder(nn.Module):
     def width(self) -> int:
         return self.backbone.config.hidden_size
 
+    def item_batches(self, batch_size: int = 64):
+        """Item ids 1..N in consecutive batches, on the encoder's device."""
+        for start in range(1, len(self.lengths), batch_size):
+            yield torch.arange(start, min(start + batch_size, len(self.lengths)), device=self.tokens.device)
+
     def batch(self, items: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(token ids, attention mask, lengths) of the items, trimmed to their longest text."""
         lengths = self.lengths[items]
@@ -81,16 +94,9 @@ class ItemTextEncoder(nn.Module):
         self.prefix = self.hidden_entering(layers[first])
         self.frozen_layers = list(layers[:first])
         self.backbone.requires_grad_(False)
-        self.backbone.layers = nn.ModuleList(layers[first:])
+        set_layers(self.backbone, list(layers[first:]), self.all_layer_types and self.all_layer_types[first:])
         self.backbone.layers.requires_grad_(True)
         self.backbone.norm.requires_grad_(True)
-        self.set_layer_count(first, len(layers))
-
-    def set_layer_count(self, start: int, stop: int) -> None:
-        config = self.backbone.config
-        config.num_hidden_layers = stop - start
-        if self.all_layer_types:
-            config.layer_types = self.all_layer_types[start:stop]
 
     @torch.no_grad()
     def hidden_entering(self, layer: nn.Module, batch_size: int = 64) -> torch.Tensor:
@@ -106,8 +112,7 @@ class ItemTextEncoder(nn.Module):
         hook = layer.register_forward_pre_hook(capture, with_kwargs=True)
         prefix = torch.zeros(len(self.lengths), self.tokens.shape[1], self.width)
         try:
-            for start in range(1, len(self.lengths), batch_size):
-                items = torch.arange(start, min(start + batch_size, len(self.lengths)), device=self.tokens.device)
+            for items in self.item_batches(batch_size):
                 ids, mask, _ = self.batch(items)
                 try:
                     self.backbone(input_ids=ids, attention_mask=mask)
@@ -121,9 +126,8 @@ class ItemTextEncoder(nn.Module):
     def full_backbone(self) -> nn.Module:
         """The backbone with every layer again (frozen ones below the trained ones), for saving."""
         if self.frozen_layers:
-            self.backbone.layers = nn.ModuleList(self.frozen_layers + list(self.backbone.layers))
+            set_layers(self.backbone, self.frozen_layers + list(self.backbone.layers), self.all_layer_types)
             self.frozen_layers = []
-            self.set_layer_count(0, len(self.backbone.layers))
             self.prefix = None
         return self.backbone
 
@@ -132,11 +136,7 @@ class ItemTextEncoder(nn.Module):
         """Every item's embedding (row 0 zeros), in eval mode, float32 on the CPU."""
         was_training = self.training
         self.eval()
-        device = self.tokens.device
-        rows = [torch.zeros(1, self.width)]
-        for start in range(1, len(self.lengths), batch_size):
-            items = torch.arange(start, min(start + batch_size, len(self.lengths)), device=device)
-            rows.append(self(items).cpu())
+        rows = [torch.zeros(1, self.width)] + [self(items).cpu() for items in self.item_batches(batch_size)]
         self.train(was_training)
         return torch.cat(rows)
 
@@ -165,25 +165,27 @@ def similarity_kl(teacher: torch.Tensor, student: torch.Tensor, tau: float) -> t
     return (teacher_log_p.exp() * (teacher_log_p - student_log_p)).sum(-1).mean()
 
 
-def save_model_folder(model: nn.Module, tokenizer, folder: Path, architectures: list[str] | None = None) -> Path:
+def save_model_folder(model: nn.Module, tokenizer, folder: Path, source: str | None = None) -> Path:
     """A plain Hugging Face folder (LoRA merged in, attention dropout back off) that later stages can load.
 
-    A backbone saves itself as e.g. ``LlamaModel``; ``architectures`` restores ``LlamaForCausalLM`` in its
-    config so the folder is still recognised as a decoder (whose attention can be switched)."""
+    A backbone saves itself as e.g. ``LlamaModel``; the architectures of the ``source`` folder it was loaded from
+    (``LlamaForCausalLM``) go back into its config, so the folder is still recognised as a decoder (whose attention
+    can be switched)."""
     if hasattr(model, "merge_and_unload"):
         model = model.merge_and_unload()
     if hasattr(model.config, "attention_dropout"):
         model.config.attention_dropout = 0.0
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
-    if architectures:
+    if source is not None:
+        architectures = json.loads(Path(source, "config.json").read_text()).get("architectures", [])
         config_path = folder / "config.json"
         config_path.write_text(json.dumps({**json.loads(config_path.read_text()), "architectures": architectures},
                                           indent=2))
     return folder
 
 
-def save_embedder(run, encoder: ItemTextEncoder, tokenizer, architectures: list[str], label: str, meta: dict) -> None:
+def save_embedder(run, encoder: ItemTextEncoder, tokenizer, source: str, label: str, meta: dict) -> None:
     """The end of an embedder-training run: the model folder and every item's embedding become artifacts
     (``--item-emb run:ID`` trains on the embeddings, ``--model run:ID`` loads the model)."""
     from seqrec.llm.embed import ARTIFACT_KIND
@@ -191,7 +193,7 @@ def save_embedder(run, encoder: ItemTextEncoder, tokenizer, architectures: list[
     matrix = encoder.embed_all().numpy()
     embeddings_path = run.dir / "item_embeddings.npy"
     np.save(embeddings_path, matrix)
-    folder = save_model_folder(encoder.full_backbone(), tokenizer, run.dir / "model", architectures)
+    folder = save_model_folder(encoder.full_backbone(), tokenizer, run.dir / "model", source)
     run.log_artifact(folder, kind="model", meta=meta)
     run.log_artifact(embeddings_path, ARTIFACT_KIND, meta={"label": label, "shape": list(matrix.shape), **meta})
     remove_resume_state(run.dir)

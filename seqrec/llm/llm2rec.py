@@ -14,16 +14,15 @@ and is a resumable run through the shared training loop.
 from __future__ import annotations
 
 import dataclasses
-import json
 import random
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import Dataset, TensorDataset
+from torch.utils.data import DataLoader, Dataset, TensorDataset
 
+from seqrec.data.batches import next_item_examples
 from seqrec.errors import SeqrecError
 from seqrec.llm.embed import item_texts, pad_token_id, tokenize
 from seqrec.llm.encoder import (ItemTextEncoder, contrastive_loss, remove_resume_state, save_embedder,
@@ -77,8 +76,8 @@ def history_examples(data, split: str, config: LLM2RecConfig, count: int, seed: 
     ``count`` of them drawn with a seeded generator."""
     titles = data.titles()
     if split == "train":
-        pairs = [(items[max(0, t - config.max_history):t], items[t])
-                 for items in data.train["items"] for t in range(1, len(items))]
+        _, histories, targets = (tensor.numpy() for tensor in next_item_examples(data, config.max_history).tensors)
+        pairs = [(history[history > 0], target) for history, target in zip(histories, targets)]  # padding is 0
     else:
         pairs = list(zip(getattr(data, split)["history"], getattr(data, split)["target"]))
     pairs = random.Random(seed).sample(pairs, min(count, len(pairs)))
@@ -189,17 +188,12 @@ class LossValidation:
         objective = accelerator.unwrap_model(model)
         was_training = objective.training
         objective.train(self.train_mode)
-        collate = getattr(self.examples, "collate", None)
+        batches = DataLoader(self.examples, batch_size=self.batch_size,
+                             collate_fn=getattr(self.examples, "collate", None))
         losses = []
         with torch.no_grad(), torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed)
-            for start in range(0, len(self.examples), self.batch_size):
-                batch = [self.examples[index] for index in range(start, min(start + self.batch_size,
-                                                                              len(self.examples)))]
-                if collate is not None:
-                    tensors = collate(batch)
-                else:
-                    tensors = [torch.stack(column) for column in zip(*batch)]
+            for tensors in batches:
                 if len(tensors[0]) < 2:
                     continue
                 losses.append(float(objective(*(t.to(accelerator.device) for t in tensors))))
@@ -279,7 +273,6 @@ def stage_run(config: dict, experiment: str | None, resume: int | None) -> int |
     own, train_config = resolve_options(stage, config["options"])
     data = load_dataset(config["dataset"])
     path = model_record(config["model"]).path
-    architectures = json.loads(Path(path, "config.json").read_text()).get("architectures", [])
     earlier_stage = [int(config["model"].removeprefix(RUN_PREFIX))] if config["model"].startswith(RUN_PREFIX) else []
     _, context = main_process_run("llm2rec", config, experiment=experiment, seed=seed, dataset=config["dataset"],
                                   inputs=earlier_stage if resume is None else [], resume=resume)
@@ -313,7 +306,7 @@ def stage_run(config: dict, experiment: str | None, resume: int | None) -> int |
             return None
         meta = {"model": config["model"], "stage": stage, "dataset": config["dataset"]}
         if stage == "ic":
-            save_embedder(run, objective.encoder, tokenizer, architectures,
+            save_embedder(run, objective.encoder, tokenizer, path,
                           label=f"LLM2Rec {config['model']} ({config['dataset']})", meta=meta)
         else:
             folder = save_model_folder(objective.model, tokenizer, run_dir / "model")

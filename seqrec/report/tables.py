@@ -174,10 +174,13 @@ def _published_rows(kind: str, columns: list[Column]) -> tuple[list[Row], list[s
 def _grouped(labels: list[str], baselines: dict[str, str]) -> list[str]:
     """Rows in first-run order, except that a row tested against another sits right under it (the noisy
     evaluation under its clean model, the distilled student under its base model)."""
-    def root(label: str) -> str:
-        return baselines[label] if baselines[label] in labels else label
+    position = {label: index for index, label in enumerate(labels)}
 
-    return sorted(labels, key=lambda label: (labels.index(root(label)), root(label) != label, labels.index(label)))
+    def order(label: str) -> tuple[int, bool, int]:
+        root = baselines[label] if baselines[label] in position else label
+        return position[root], root != label, position[label]
+
+    return sorted(labels, key=order)
 
 
 def report_table(table: str, experiment: str | None = None, paper: bool = False,
