@@ -150,24 +150,80 @@ def seqrec_hyper(model: str, args, epochs: int) -> dict:
     return hyper
 
 
+def chronological_copy(dataset: str) -> Path:
+    """The packaged atomic files, with each timestamp replaced by the interaction's place in its user's history
+    (by exact time, equal times in file order); both sides read this copy.
+
+    RecBole holds a ``timestamp:float`` column as float32 (24 bits; around 1e9 seconds that is 64-second steps) and
+    min-max normalises it on ML-100K (its dataset preset), so on the original files its sort leaves interactions
+    of the same minute in file order while seqrec orders them by the exact second: on ML-1M most test targets
+    differed. Small whole numbers are exact in float32 and keep their order under normalisation, so with this copy
+    both build the same sequences, which ``examples_digest`` checks.
+    """
+    import pandas as pd
+
+    from seqrec.settings import get_settings
+
+    source = movielens_folder(dataset)
+    name = f"{dataset}-chronological"  # not RecBole's name: for "ml-100k" it reads its own bundled copy instead
+    folder = get_settings().data_dir / "raw" / "recbole-compare" / name
+    if (folder / f"{name}.item").exists():
+        return folder
+    folder.mkdir(parents=True, exist_ok=True)
+    inter = pd.read_csv(source / f"{dataset}.inter", sep="\t", dtype=str, keep_default_na=False)
+    user, time = (next(column for column in inter.columns if column.startswith(prefix))
+                  for prefix in ("user_id:", "timestamp:"))
+    chronological = inter.assign(exact=inter[time].astype(float), row=range(len(inter))).sort_values(["exact", "row"])
+    inter[time] = (chronological.groupby(user).cumcount() + 1).astype(str)  # aligned back by row index
+    inter.to_csv(folder / f"{name}.inter", sep="\t", index=False)
+    (folder / f"{name}.item").write_bytes((source / f"{dataset}.item").read_bytes())
+    return folder
+
+
+def prepare_seqrec(dataset: str) -> str:
+    """seqrec's dataset from ``chronological_copy``; its name."""
+    from seqrec.data.prepare import prepare_atomic
+
+    return prepare_atomic(chronological_copy(dataset)).name
+
+
+def examples_digest(data) -> dict[str, str]:
+    """sha256 of each split's (history, target) examples written with the source's item ids, sorted: equal digests
+    on both sides mean both train and evaluate on the same examples."""
+    import hashlib
+
+    from seqrec.data.batches import next_item_examples
+
+    token = dict(zip(data.items["item"].tolist(), data.items["source_id"].astype(str).tolist()))
+    _, histories, targets = next_item_examples(data, data.max_len).tensors
+    splits = {"train": zip(histories.tolist(), targets.tolist()),
+              "valid": zip(data.valid["history"], data.valid["target"]),
+              "test": zip(data.test["history"], data.test["target"])}
+    return {split: hashlib.sha256("\n".join(sorted(
+        json.dumps([[token[int(item)] for item in history if item], token[int(target)]], ensure_ascii=False)
+        for history, target in examples)).encode()).hexdigest() for split, examples in splits.items()}
+
+
 def run_seqrec(dataset: str, model: str, args, epochs: int) -> dict:
     import torch
 
-    from seqrec.data.prepare import prepare_movielens
+    from seqrec.data.prepare import get_dataset, load_dataset
     from seqrec.recsys.runner import train_model
 
-    row = prepare_movielens(dataset)
+    name = prepare_seqrec(dataset)
+    row = get_dataset(name)
+    digests = examples_digest(load_dataset(name))
     clocks = Clocks()
     uninstall = clocks.install()
     try:
         start = time.perf_counter()
-        train_model(model, dataset, seeds=[args.seed], **seqrec_hyper(model, args, epochs))
+        train_model(model, name, seeds=[args.seed], **seqrec_hyper(model, args, epochs))
         wall = time.perf_counter() - start
     finally:
         uninstall()
     test_seconds = clocks.eval_seconds["test"]
     return {"side": "seqrec", "threads": torch.get_num_threads(), "users": row.stats["users"],
-            "items": row.stats["items"], "interactions": row.stats["interactions"],
+            "items": row.stats["items"], "interactions": row.stats["interactions"], "examples_digest": digests,
             "train_examples": clocks.train_examples, "epoch_seconds": clocks.epoch_seconds,
             "eval_seconds": clocks.eval_seconds["valid"], "test_eval_seconds": test_seconds, "fit_seconds": wall,
             "test": {key: clocks.metrics["test"][key] for key in ("ndcg@10", "recall@10")}}
@@ -186,17 +242,19 @@ def profile_seqrec(dataset: str, model: str, args, batches: int) -> str:
     from seqrec.recsys.runner import resolve_hyper
     from seqrec.recsys.train import make_accelerator
 
-    data = load_dataset(dataset)
+    name = prepare_seqrec(dataset)
+    data = load_dataset(name)
     hyper = {k: v for k, v in seqrec_hyper(model, args, 1).items()}
     model_class, model_config, train_config = resolve_hyper(model, data.max_len, "full", hyper)
     torch.manual_seed(args.seed)
     network = model_class(data.num_items, model_config, None, num_users=int(data.train["user"].max()))
     accelerator = make_accelerator(train_config)
-    loader = DataLoader(next_item_examples(data, data.max_len), batch_size=args.batch_size, shuffle=True,
+    examples = next_item_examples(data, data.max_len)
+    loader = DataLoader(examples, batch_size=args.batch_size, shuffle=True, collate_fn=examples.collate,
                         generator=torch.Generator().manual_seed(args.seed))
     optimizer = torch.optim.AdamW(network.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     network, optimizer, loader = accelerator.prepare(network, optimizer, loader)
-    valid = Evaluator(data, "valid", data_folder=Path(get_dataset(dataset).path))
+    valid = Evaluator(data, "valid", data_folder=Path(get_dataset(name).path))
 
     def work():
         network.train()
@@ -233,8 +291,8 @@ def movielens_folder(dataset: str) -> Path:
 
 
 def run_recbole(dataset: str, model: str, args, epochs: int, profile_batches: int) -> dict:
-    folder = movielens_folder(dataset)  # the very files seqrec prepares its dataset from
-    job = {"model": MODEL_NAMES[model], "dataset": dataset, "data_path": str(folder.parent), "max_len": 10,
+    folder = chronological_copy(dataset)  # the very files seqrec prepares its dataset from
+    job = {"model": MODEL_NAMES[model], "dataset": folder.name, "data_path": str(folder.parent), "max_len": 10,
            "lr": args.lr, "weight_decay": args.weight_decay, "batch_size": args.batch_size,
            "eval_batch_size": args.eval_batch_size, "epochs": epochs, "seed": args.seed, "hidden": args.hidden,
            "layers": args.layers if model == "sasrec" else 1, "heads": args.heads, "dropout": args.dropout,
@@ -267,6 +325,8 @@ def report(dataset: str, model: str, epochs: int, ours: dict, theirs: dict, load
           f"training examples {ours['train_examples']}")
     print(f"          RecBole users {theirs['users']} items {theirs['items']} interactions {theirs['interactions']} "
           f"training examples {theirs['train_examples']}")
+    same = {split: ours["examples_digest"][split] == theirs["examples_digest"][split] for split in ours["examples_digest"]}
+    print("examples  " + ", ".join(f"{split} {'identical' if equal else 'DIFFERENT'}" for split, equal in same.items()))
     print(f"{'':26}{'seqrec':>36}{'RecBole':>36}")
     print(f"{'s / epoch (median)':26}{summary(ours['epoch_seconds']):>36}{summary(theirs['epoch_seconds']):>36}")
     print(f"{'s / evaluation (median)':26}{summary(ours['eval_seconds']):>36}{summary(theirs['eval_seconds']):>36}")

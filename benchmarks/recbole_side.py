@@ -53,6 +53,23 @@ def recbole_config(job: dict, workdir: str) -> dict:
     return config
 
 
+def examples_digest(dataset, splits: dict) -> dict[str, str]:
+    """sha256 of each split's (history, target) examples in the atomic file's item ids, sorted; recbole_compare.py
+    computes the same from seqrec's dataset."""
+    import hashlib
+
+    tokens = dataset.field2id_token[dataset.iid_field]
+    digests = {}
+    for split, loader in splits.items():
+        feat = loader._dataset.inter_feat
+        lists, lengths = feat[dataset.iid_field + "_list"].tolist(), feat["item_length"].tolist()
+        rows = sorted(json.dumps([[str(tokens[item]) for item in items[:length]], str(tokens[target])],
+                                 ensure_ascii=False)
+                      for items, length, target in zip(lists, lengths, feat[dataset.iid_field].tolist()))
+        digests[split] = hashlib.sha256("\n".join(rows).encode()).hexdigest()
+    return digests
+
+
 def profile_training(trainer, train_data, valid_data, batches: int) -> str:
     """torch.profiler over ``batches`` training steps and one validation pass: the top ops by self CPU time."""
     from torch.profiler import ProfilerActivity, profile
@@ -124,6 +141,7 @@ def main() -> None:
         "users": int(dataset.user_num - 1), "items": int(dataset.item_num - 1), "interactions": int(dataset.inter_num),
         "train_examples": int(train_data._dataset.inter_num), "valid_examples": int(valid_data._dataset.inter_num),
         "test_examples": int(test_data._dataset.inter_num),
+        "examples_digest": examples_digest(dataset, {"train": train_data, "valid": valid_data, "test": test_data}),
         "epoch_seconds": epoch_seconds, "eval_seconds": eval_seconds, "fit_seconds": fit_seconds,
         "best_valid_ndcg@10": float(best_valid),
         "test": {"ndcg@10": float(test["ndcg@10"]), "recall@10": float(test["recall@10"])},

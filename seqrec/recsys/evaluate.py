@@ -16,8 +16,7 @@ from seqrec.data.batches import evaluation_examples, seen_items
 from seqrec.data.noise import apply_deletion_noise, parse_noise
 from seqrec.data.prepared import PreparedData
 from seqrec.errors import SeqrecError
-from seqrec.recsys.metrics import (FULL_METRICS, SAMPLED_METRICS, full_metrics, mask_seen, sampled_metrics,
-                                   sampled_ranks, target_ranks)
+from seqrec.recsys.metrics import full_metrics, mask_seen, sampled_metrics, sampled_ranks, target_ranks
 
 
 def parse_protocol(protocol: str) -> int | None:
@@ -108,9 +107,8 @@ class Evaluator:
         shard_start = count * accelerator.process_index // accelerator.num_processes
         shard_end = count * (accelerator.process_index + 1) // accelerator.num_processes
         device = accelerator.device
-        names = FULL_METRICS if self.candidates is None else SAMPLED_METRICS
-        sums = {name: torch.zeros(1, device=device) for name in names}  # every key, even on an empty shard
-        with torch.no_grad():
+        ranks = [torch.zeros(0, dtype=torch.long, device=device)]  # an empty shard still reports every metric
+        with torch.inference_mode():
             for start in range(shard_start, shard_end, self.batch_size):
                 end = min(start + self.batch_size, shard_end)
                 targets = self.targets[start:end].to(device)
@@ -118,11 +116,10 @@ class Evaluator:
                 if self.seen is not None:
                     scores = mask_seen(scores, *self.seen_in(start, end, device), targets)
                 if self.candidates is None:
-                    values = full_metrics(target_ranks(scores, targets))
+                    ranks.append(target_ranks(scores, targets))
                 else:
-                    values = sampled_metrics(sampled_ranks(scores, self.candidates[start:end].to(device)))
-                for key, value in values.items():
-                    sums[key] += value.sum()
+                    ranks.append(sampled_ranks(scores, self.candidates[start:end].to(device)))
+            values = (full_metrics if self.candidates is None else sampled_metrics)(torch.cat(ranks))
+            sums = accelerator.reduce(torch.stack([value.sum() for value in values.values()]), reduction="sum")
         model.train(was_training)
-        totals = accelerator.reduce(sums, reduction="sum")
-        return {key: float(value) / count for key, value in totals.items()}
+        return {key: float(total) / count for key, total in zip(values, sums.tolist())}

@@ -19,6 +19,7 @@ from accelerate.utils import DataLoaderConfiguration, set_seed
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from torch.utils.data import DataLoader, Dataset
 
+from seqrec.recsys.allocator import keep_freed_memory
 from seqrec.store.tracker import SeqrecTracker
 
 
@@ -53,8 +54,9 @@ class LoopState:
 
 
 def make_accelerator(config: TrainConfig, run=None) -> Accelerator:
+    keep_freed_memory()
     accelerator = Accelerator(gradient_accumulation_steps=config.grad_accum, mixed_precision=config.mixed_precision,
-                       log_with=[SeqrecTracker(run)] if run is not None else None,
+                              log_with=[SeqrecTracker(run)] if run is not None else None,
                               dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True))
     if run is not None:
         accelerator.init_trackers("seqrec")
@@ -81,7 +83,8 @@ def fit(model: torch.nn.Module, train_set: Dataset, validate, config: TrainConfi
     loader = DataLoader(train_set, batch_size=config.batch_size, shuffle=True,
                         collate_fn=getattr(train_set, "collate", None),
                         generator=torch.Generator().manual_seed(seed))
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    # fused: one kernel for the whole update instead of a dozen small ops per parameter (a twentieth of a CPU step)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay, fused=True)
     model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
     state = LoopState()
     if resume and (checkpoint / "loop.json").exists():

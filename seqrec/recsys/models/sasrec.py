@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from seqrec.recsys.models.base import SequentialRecommender
-from seqrec.recsys.models.dropout import Dropout
+from seqrec.recsys.models.dropout import Dropout, dropout
 
 
 @dataclass
@@ -37,9 +37,15 @@ class SelfAttention(nn.Module):
 
     def forward(self, queries: torch.Tensor, keys: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
         key, value = self.key_value(keys).chunk(2, dim=-1)
-        attended = F.scaled_dot_product_attention(
-            self.split_heads(self.query(queries)), self.split_heads(key), self.split_heads(value),
-            attn_mask=allowed, dropout_p=self.dropout if self.training else 0.0)
+        query, key, value = self.split_heads(self.query(queries)), self.split_heads(key), self.split_heads(value)
+        if self.training and self.dropout > 0 and query.is_cpu:
+            # SDPA with dropout falls back to this unfused path on CPUs anyway (with bernoulli_, one random draw per
+            # weight); spelled out, the attention weights get the cheaper dropout of models/dropout.py.
+            weights = (query @ key.transpose(-1, -2) * query.shape[-1] ** -0.5).masked_fill(~allowed, float("-inf"))
+            attended = dropout(weights.softmax(-1), self.dropout) @ value
+        else:
+            attended = F.scaled_dot_product_attention(query, key, value, attn_mask=allowed,
+                                                      dropout_p=self.dropout if self.training else 0.0)
         return self.out(attended.transpose(1, 2).flatten(2))
 
 

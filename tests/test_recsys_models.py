@@ -1,0 +1,81 @@
+"""The recommenders' speed paths compute what the plain formulation computes."""
+
+import resource
+
+import pytest
+import torch
+
+from seqrec.recsys.allocator import keep_freed_memory
+from seqrec.recsys.models.dropout import Dropout, dropout
+from seqrec.recsys.models.sasrec import SASRec, SASRecConfig, SelfAttention, attention_allowed
+
+
+def histories(batch: int = 6, length: int = 8, items: int = 30) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(0)
+    rows = torch.randint(1, items + 1, (batch, length), generator=generator)
+    rows[0, :5] = 0  # a short, left-padded history
+    return rows
+
+
+def test_newest_only_is_the_last_position_of_the_full_encoder():
+    torch.manual_seed(0)
+    model = SASRec(30, SASRecConfig(hidden=16, layers=2, heads=2, max_len=8)).eval()
+    rows = histories()
+    full = model.encoder(model.items(rows), rows, causal=True)[:, -1]
+    newest = model.encoder(model.items(rows), rows, causal=True, newest_only=True)
+    torch.testing.assert_close(newest, full, atol=1e-5, rtol=1e-5)
+
+
+def test_attention_spelled_out_for_cpu_training_equals_sdpa():
+    """Training with dropout takes the explicit path; with a dropout too small to drop anything it must give what
+    scaled_dot_product_attention gives in evaluation mode, gradients included."""
+    torch.manual_seed(0)
+    attention = SelfAttention(hidden=16, heads=2, dropout=1e-9)
+    rows = histories()
+    allowed = attention_allowed(rows, causal=True)
+    x = torch.randn(6, 8, 16, requires_grad=True)
+    explicit = attention.train()(x, x, allowed)
+    (explicit_grad,) = torch.autograd.grad(explicit.square().sum(), x)
+    fused = attention.eval()(x, x, allowed)
+    (fused_grad,) = torch.autograd.grad(fused.square().sum(), x)
+    torch.testing.assert_close(explicit, fused, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(explicit_grad, fused_grad, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("p", [0.1, 0.3, 0.5])
+def test_cpu_dropout_keeps_the_expectation_and_the_rate(p):
+    torch.manual_seed(0)
+    x = torch.full((400, 1000), 2.0, requires_grad=True)
+    y = dropout(x, p)
+    kept = y != 0
+    assert abs(kept.float().mean().item() - (1 - p)) < 0.005
+    assert abs(y.mean().item() - 2.0) < 0.02  # kept values are scaled up by 1 / keep probability
+    assert torch.allclose(y[kept], y[kept][0])
+    y.sum().backward()
+    torch.testing.assert_close(x.grad, y.detach() / 2.0)  # the gradient is the same mask and scale
+
+
+def test_cpu_dropout_is_seeded_and_off_outside_training():
+    x = torch.randn(64, 32)
+    torch.manual_seed(3)
+    first = Dropout(0.2).train()(x)
+    torch.manual_seed(3)
+    assert torch.equal(first, Dropout(0.2).train()(x))
+    assert torch.equal(Dropout(0.2).eval()(x), x)
+    assert torch.equal(dropout(x, 0.0), x)
+
+
+def test_freed_tensor_memory_is_reused_without_page_faults():
+    if not keep_freed_memory():
+        pytest.skip("not glibc")
+
+    def faults_of_ten_small_training_steps() -> int:
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        for _ in range(10):
+            x = torch.randn(256, 10, 64, requires_grad=True)
+            weight = torch.randn(64, 256, requires_grad=True)
+            torch.nn.functional.gelu(x @ weight).sum().backward()
+        return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+
+    faults_of_ten_small_training_steps()  # the first steps fault the heap in
+    assert faults_of_ten_small_training_steps() < 100  # glibc's defaults: about 5,000 here
