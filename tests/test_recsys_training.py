@@ -23,9 +23,11 @@ def walk(tmp_path):
     return make_walk_dataset(tmp_path / "raw")
 
 
-@pytest.mark.parametrize("model", ["sasrec", "gru4rec", "caser", "bert4rec"])
-def test_every_model_learns_the_walk(walk, model):
+@pytest.mark.parametrize("model, options", [("sasrec", {}), ("sasrec", {"norm": "post"}), ("gru4rec", {}),
+                                            ("caser", {}), ("bert4rec", {})])
+def test_every_model_learns_the_walk(walk, model, options):
     hyper = {k: v for k, v in FAST.items() if not (model in RECURRENT_OR_CONVOLUTIONAL and k in ("heads", "layers"))}
+    hyper.update(options)
     if model == "bert4rec":
         hyper["epochs"] = 80  # masked-item training needs more passes over 40 users
     (run_id,) = train_model(model, "walk", seeds=[0], **hyper)
@@ -97,6 +99,8 @@ def test_frozen_item_embeddings_with_an_adapter(walk, tmp_path):
     (["train", "transformer", "--dataset", "walk"], "unknown model 'transformer'"),
     (["train", "sasrec", "--dataset", "nowhere"], "no dataset named 'nowhere'"),
     (["train", "sasrec", "--dataset", "walk", "--dropout", "1.5"], "dropout = 1.5 is out of range"),
+    (["train", "sasrec", "--dataset", "walk", "--norm", "middle"], "norm must be one of pre, post"),
+    (["train", "gru4rec", "--dataset", "walk", "--norm", "post"], "gru4rec does not take norm"),
     (["train", "sasrec", "--dataset", "walk", "--eval", "sampled:x"], "unknown evaluation protocol"),
     (["train", "sasrec", "--dataset", "walk", "--noise", "insertion"], "unknown noise"),
     (["train", "sasrec", "--dataset", "walk", "--metric", "hr@10"], "metric 'hr@10' is not computed under full"),

@@ -31,6 +31,8 @@ def train(
     heads: Optional[int] = typer.Option(None, help="Attention heads [2]."),
     dropout: Optional[float] = typer.Option(None, help="Dropout [0.3]."),
     loss: Optional[str] = typer.Option(None, help="ce (full softmax) or bce (one sampled negative) \\[ce]."),
+    norm: Optional[str] = typer.Option(None, help="SASRec/BERT4Rec LayerNorm layout: pre (the SASRec paper's) or "
+                                       "post (RecBole's, with the input embeddings normalised too) \\[pre]."),
     mask_prob: Optional[float] = typer.Option(None, help="BERT4Rec: share of items masked [0.2]."),
     epochs: Optional[int] = typer.Option(None, help="Most epochs [200]."),
     batch_size: Optional[int] = typer.Option(None, help="Batch size [256]."),
@@ -46,9 +48,9 @@ def train(
     from seqrec.recsys.runner import train_model
 
     hyper = given(
-        hidden=hidden, layers=layers, heads=heads, dropout=dropout, loss=loss, mask_prob=mask_prob, epochs=epochs,
-        batch_size=batch_size, lr=lr, weight_decay=weight_decay, eval_every=eval_every, patience=patience,
-        metric=metric, grad_accum=grad_accum, mixed_precision=mixed_precision)
+        hidden=hidden, layers=layers, heads=heads, dropout=dropout, loss=loss, norm=norm, mask_prob=mask_prob,
+        epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, eval_every=eval_every,
+        patience=patience, metric=metric, grad_accum=grad_accum, mixed_precision=mixed_precision)
     if dataset is None and resume is None:
         raise typer.BadParameter("give --dataset (or --resume RUN)", param_hint="--dataset")
     run_ids = train_model(model, dataset, parse_seeds(seeds), item_emb, eval, noise, mask_seen, resume, experiment,

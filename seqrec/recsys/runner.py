@@ -29,7 +29,7 @@ RANGES = {  # hyper-parameter -> (lowest allowed, highest allowed)
     "patience": (1, 100_000), "grad_accum": (1, 4096), "mask_prob": (0.01, 0.99),
     "horizontal_filters": (1, 4096), "vertical_filters": (1, 4096),
 }
-CHOICES = {"loss": ("ce", "bce"), "mixed_precision": ("no", "bf16", "fp16")}
+CHOICES = {"loss": ("ce", "bce"), "norm": ("pre", "post"), "mixed_precision": ("no", "bf16", "fp16")}
 
 
 def metric_names(protocol: str) -> tuple[str, ...]:

@@ -20,6 +20,7 @@ class SASRecConfig:
     dropout: float = 0.3
     max_len: int = 10
     loss: str = "ce"
+    norm: str = "pre"  # pre: LayerNorm before each sub-layer, one at the end (SASRec's paper); post: RecBole's
 
 
 class SelfAttention(nn.Module):
@@ -50,10 +51,12 @@ class SelfAttention(nn.Module):
 
 
 class TransformerBlock(nn.Module):
-    """Pre-norm attention and feed-forward, each with dropout on its output and a residual connection."""
+    """Attention and feed-forward, each with dropout on its output and a residual connection; LayerNorm before each
+    (``post_norm=False``) or after each residual sum (``post_norm=True``)."""
 
-    def __init__(self, hidden: int, heads: int, dropout: float):
+    def __init__(self, hidden: int, heads: int, dropout: float, post_norm: bool = False):
         super().__init__()
+        self.post_norm = post_norm
         self.attention_norm = nn.LayerNorm(hidden)
         self.attention = SelfAttention(hidden, heads, dropout)
         self.ffn_norm = nn.LayerNorm(hidden)
@@ -62,10 +65,13 @@ class TransformerBlock(nn.Module):
 
     def forward(self, x: torch.Tensor, allowed: torch.Tensor, newest_only: bool = False) -> torch.Tensor:
         """``newest_only``: compute the output of the last position alone (it still attends to every position)."""
-        normed = self.attention_norm(x)
+        keys = x if self.post_norm else self.attention_norm(x)
         if newest_only:
             x, allowed = x[:, -1:], allowed[:, :, -1:]
-        x = x + self.dropout(self.attention(normed[:, -x.shape[1]:], normed, allowed))
+        if self.post_norm:
+            x = self.attention_norm(x + self.dropout(self.attention(x, keys, allowed)))
+            return self.ffn_norm(x + self.dropout(self.ffn(x)))
+        x = x + self.dropout(self.attention(keys[:, -x.shape[1]:], keys, allowed))
         return x + self.dropout(self.ffn(self.ffn_norm(x)))
 
 
@@ -83,15 +89,18 @@ def attention_allowed(histories: torch.Tensor, causal: bool) -> torch.Tensor:
 
 class SelfAttentionEncoder(nn.Module):
     """Position embeddings, dropout and a stack of transformer blocks: SASRec's encoder, and BERT4Rec's without
-    the causal mask."""
+    the causal mask. Post-norm (RecBole's layout) also normalises the input embeddings and ends with the last
+    block's LayerNorm; pre-norm ends with a LayerNorm of its own."""
 
     def __init__(self, config: SASRecConfig):
         super().__init__()
+        post_norm = config.norm == "post"
         self.positions = nn.Embedding(config.max_len, config.hidden)
+        self.input_norm = nn.LayerNorm(config.hidden) if post_norm else nn.Identity()
         self.dropout = Dropout(config.dropout)
-        self.blocks = nn.ModuleList(TransformerBlock(config.hidden, config.heads, config.dropout)
+        self.blocks = nn.ModuleList(TransformerBlock(config.hidden, config.heads, config.dropout, post_norm)
                                     for _ in range(config.layers))
-        self.final_norm = nn.LayerNorm(config.hidden)
+        self.final_norm = nn.Identity() if post_norm else nn.LayerNorm(config.hidden)
         for module in self.modules():  # small weights, as BERT and RecBole start: positions must not drown items
             if isinstance(module, (nn.Linear, nn.Embedding)):
                 nn.init.normal_(module.weight, std=0.02)
@@ -103,7 +112,7 @@ class SelfAttentionEncoder(nn.Module):
         """[batch, L, hidden], or [batch, hidden] for the newest position alone (the last block then skips the
         queries, projections and feed-forward of every other position: the same result, a third less work)."""
         positions = torch.arange(histories.shape[1], device=histories.device)
-        x = self.dropout(embedded + self.positions(positions))
+        x = self.dropout(self.input_norm(embedded + self.positions(positions)))
         allowed = attention_allowed(histories, causal)
         for depth, block in enumerate(self.blocks, start=1):
             x = block(x, allowed, newest_only=newest_only and depth == len(self.blocks))
