@@ -35,6 +35,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from examples_digest import examples_digest  # benchmarks/, the script's folder
+
 HERE = Path(__file__).resolve().parent
 VENV = HERE / ".recbole-venv"
 VENV_PYTHON = VENV / "bin" / "python"
@@ -160,7 +162,7 @@ def chronological_copy(dataset: str) -> Path:
     min-max normalises it on ML-100K (its dataset preset), so on the original files its sort leaves interactions
     of the same minute in file order while seqrec orders them by the exact second: on ML-1M most test targets
     differed. Small whole numbers are exact in float32 and keep their order under normalisation, so with this copy
-    both build the same sequences, which ``examples_digest`` checks.
+    both build the same sequences, which the digests of ``examples_digest.py`` check.
     """
     import pandas as pd
 
@@ -189,11 +191,8 @@ def prepare_seqrec(dataset: str) -> str:
     return prepare_atomic(chronological_copy(dataset)).name
 
 
-def examples_digest(data) -> dict[str, str]:
-    """sha256 of each split's (history, target) examples written with the source's item ids, sorted: equal digests
-    on both sides mean both train and evaluate on the same examples."""
-    import hashlib
-
+def split_digests(data) -> dict[str, str]:
+    """Each split's ``examples_digest`` in the source files' item ids; recbole_side.py computes RecBole's."""
     from seqrec.data.batches import next_item_examples
 
     token = dict(zip(data.items["item"].tolist(), data.items["source_id"].astype(str).tolist()))
@@ -201,9 +200,8 @@ def examples_digest(data) -> dict[str, str]:
     splits = {"train": zip(histories.tolist(), targets.tolist()),
               "valid": zip(data.valid["history"], data.valid["target"]),
               "test": zip(data.test["history"], data.test["target"])}
-    return {split: hashlib.sha256("\n".join(sorted(
-        json.dumps([[token[int(item)] for item in history if item], token[int(target)]], ensure_ascii=False)
-        for history, target in examples)).encode()).hexdigest() for split, examples in splits.items()}
+    return {split: examples_digest(([token[int(item)] for item in history if item], token[int(target)])
+                                   for history, target in examples) for split, examples in splits.items()}
 
 
 def run_seqrec(dataset: str, model: str, args, epochs: int) -> dict:
@@ -214,7 +212,7 @@ def run_seqrec(dataset: str, model: str, args, epochs: int) -> dict:
 
     name = prepare_seqrec(dataset)
     row = get_dataset(name)
-    digests = examples_digest(load_dataset(name))
+    digests = split_digests(load_dataset(name))
     clocks = Clocks()
     uninstall = clocks.install()
     try:
@@ -254,7 +252,7 @@ def profile_seqrec(dataset: str, model: str, args, batches: int) -> str:
     examples = next_item_examples(data, data.max_len)
     loader = DataLoader(examples, batch_size=args.batch_size, shuffle=True, collate_fn=examples.collate,
                         generator=torch.Generator().manual_seed(args.seed))
-    optimizer = torch.optim.AdamW(network.parameters(), lr=args.lr, weight_decay=args.weight_decay)
+    optimizer = torch.optim.AdamW(network.parameters(), lr=args.lr, weight_decay=args.weight_decay, fused=True)
     network, optimizer, loader = accelerator.prepare(network, optimizer, loader)
     valid = Evaluator(data, "valid", data_folder=Path(get_dataset(name).path))
 

@@ -21,6 +21,8 @@ os.environ.setdefault("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")  # RecBole reload
 
 import torch  # noqa: E402
 
+from examples_digest import examples_digest  # noqa: E402  (benchmarks/, the script's folder)
+
 
 def recbole_config(job: dict, workdir: str) -> dict:
     """RecBole settings matching seqrec's protocol: 5-core, leave-one-out by time, full ranking, CE loss."""
@@ -53,20 +55,16 @@ def recbole_config(job: dict, workdir: str) -> dict:
     return config
 
 
-def examples_digest(dataset, splits: dict) -> dict[str, str]:
-    """sha256 of each split's (history, target) examples in the atomic file's item ids, sorted; recbole_compare.py
-    computes the same from seqrec's dataset."""
-    import hashlib
-
+def split_digests(dataset, splits: dict) -> dict[str, str]:
+    """Each split's ``examples_digest`` in the atomic file's item ids; recbole_compare.py computes seqrec's."""
     tokens = dataset.field2id_token[dataset.iid_field]
     digests = {}
     for split, loader in splits.items():
         feat = loader._dataset.inter_feat
         lists, lengths = feat[dataset.iid_field + "_list"].tolist(), feat["item_length"].tolist()
-        rows = sorted(json.dumps([[str(tokens[item]) for item in items[:length]], str(tokens[target])],
-                                 ensure_ascii=False)
-                      for items, length, target in zip(lists, lengths, feat[dataset.iid_field].tolist()))
-        digests[split] = hashlib.sha256("\n".join(rows).encode()).hexdigest()
+        digests[split] = examples_digest(([tokens[item] for item in items[:length]], tokens[target])
+                                         for items, length, target in zip(lists, lengths,
+                                                                          feat[dataset.iid_field].tolist()))
     return digests
 
 
@@ -141,7 +139,7 @@ def main() -> None:
         "users": int(dataset.user_num - 1), "items": int(dataset.item_num - 1), "interactions": int(dataset.inter_num),
         "train_examples": int(train_data._dataset.inter_num), "valid_examples": int(valid_data._dataset.inter_num),
         "test_examples": int(test_data._dataset.inter_num),
-        "examples_digest": examples_digest(dataset, {"train": train_data, "valid": valid_data, "test": test_data}),
+        "examples_digest": split_digests(dataset, {"train": train_data, "valid": valid_data, "test": test_data}),
         "epoch_seconds": epoch_seconds, "eval_seconds": eval_seconds, "fit_seconds": fit_seconds,
         "best_valid_ndcg@10": float(best_valid),
         "test": {"ndcg@10": float(test["ndcg@10"]), "recall@10": float(test["recall@10"])},
