@@ -42,20 +42,32 @@ def test_post_norm_is_recboles_layout():
     assert isinstance(pre.encoder.input_norm, torch.nn.Identity)
 
 
-def test_attention_spelled_out_for_cpu_training_equals_sdpa():
-    """Training with dropout takes the explicit path; with a dropout too small to drop anything it must give what
-    scaled_dot_product_attention gives in evaluation mode, gradients included."""
+def plain_attention(attention: SelfAttention, queries, keys, allowed) -> torch.Tensor:
+    """The textbook formulation: separate projections, scaled_dot_product_attention, no dropout."""
+    key, value = attention.key_value(keys).chunk(2, dim=-1)
+    heads = map(attention.split_heads, (attention.query(queries), key, value))
+    attended = torch.nn.functional.scaled_dot_product_attention(*heads, attn_mask=allowed)
+    return attention.out(attended.transpose(1, 2).flatten(2))
+
+
+@pytest.mark.parametrize("newest_only", [False, True])
+@pytest.mark.parametrize("training", [False, True])
+def test_attention_speed_paths_equal_the_plain_formulation(newest_only, training):
+    """One product for queries, keys and values; the explicit path of CPU training with dropout; the weighted sum
+    for a single (newest) query: each must give what the plain formulation gives, gradients included. The training
+    dropout is too small to drop anything."""
     torch.manual_seed(0)
-    attention = SelfAttention(hidden=16, heads=2, dropout=1e-9)
+    attention = SelfAttention(hidden=16, heads=2, dropout=1e-9).train(training)
     rows = histories()
     allowed = attention_allowed(rows, causal=True)
     x = torch.randn(6, 8, 16, requires_grad=True)
-    explicit = attention.train()(x, x, allowed)
-    (explicit_grad,) = torch.autograd.grad(explicit.square().sum(), x)
-    fused = attention.eval()(x, x, allowed)
-    (fused_grad,) = torch.autograd.grad(fused.square().sum(), x)
-    torch.testing.assert_close(explicit, fused, atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(explicit_grad, fused_grad, atol=1e-5, rtol=1e-5)
+    queries, allowed_rows = (x[:, -1:], allowed[:, :, -1:]) if newest_only else (x, allowed)
+    fast = attention(queries, x, allowed_rows)
+    (fast_grad,) = torch.autograd.grad(fast.square().sum(), x)
+    plain = plain_attention(attention, queries, x, allowed_rows)
+    (plain_grad,) = torch.autograd.grad(plain.square().sum(), x)
+    torch.testing.assert_close(fast, plain, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(fast_grad, plain_grad, atol=1e-5, rtol=1e-5)
 
 
 @pytest.mark.parametrize("p", [0.1, 0.3, 0.5])

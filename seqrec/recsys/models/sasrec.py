@@ -36,17 +36,31 @@ class SelfAttention(nn.Module):
     def split_heads(self, x: torch.Tensor) -> torch.Tensor:
         return x.unflatten(-1, (self.heads, -1)).transpose(1, 2)  # [batch, heads, positions, head size]
 
-    def forward(self, queries: torch.Tensor, keys: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
+    def project(self, queries: torch.Tensor, keys: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Query, key and value heads; one product for all three when the queries are the keys (saves a pass over
+        the input, forward and backward)."""
+        if queries is keys:
+            weight = torch.cat([self.query.weight, self.key_value.weight])
+            bias = torch.cat([self.query.bias, self.key_value.bias])
+            return tuple(map(self.split_heads, F.linear(keys, weight, bias).chunk(3, dim=-1)))
         key, value = self.key_value(keys).chunk(2, dim=-1)
-        query, key, value = self.split_heads(self.query(queries)), self.split_heads(key), self.split_heads(value)
-        if self.training and self.dropout > 0 and query.is_cpu:
+        return self.split_heads(self.query(queries)), self.split_heads(key), self.split_heads(value)
+
+    def forward(self, queries: torch.Tensor, keys: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
+        query, key, value = self.project(queries, keys)
+        dropout_p = self.dropout if self.training else 0.0
+        if query.shape[-2] == 1:
+            # One query per history (the newest position): a weighted sum over the keys. Batched products of
+            # 1-row matrices cost several times more on CPUs, where each small matrix pays its own call.
+            weights = ((query * key).sum(-1) * query.shape[-1] ** -0.5).masked_fill(~allowed[:, :, 0], float("-inf"))
+            attended = (dropout(weights.softmax(-1), dropout_p, self.training)[..., None] * value).sum(-2, True)
+        elif dropout_p > 0 and query.is_cpu:
             # SDPA with dropout falls back to this unfused path on CPUs anyway (with bernoulli_, one random draw per
             # weight); spelled out, the attention weights get the cheaper dropout of models/dropout.py.
             weights = (query @ key.transpose(-1, -2) * query.shape[-1] ** -0.5).masked_fill(~allowed, float("-inf"))
-            attended = dropout(weights.softmax(-1), self.dropout) @ value
+            attended = dropout(weights.softmax(-1), dropout_p) @ value
         else:
-            attended = F.scaled_dot_product_attention(query, key, value, attn_mask=allowed,
-                                                      dropout_p=self.dropout if self.training else 0.0)
+            attended = F.scaled_dot_product_attention(query, key, value, attn_mask=allowed, dropout_p=dropout_p)
         return self.out(attended.transpose(1, 2).flatten(2))
 
 
@@ -66,12 +80,13 @@ class TransformerBlock(nn.Module):
     def forward(self, x: torch.Tensor, allowed: torch.Tensor, newest_only: bool = False) -> torch.Tensor:
         """``newest_only``: compute the output of the last position alone (it still attends to every position)."""
         keys = x if self.post_norm else self.attention_norm(x)
+        queries = keys
         if newest_only:
-            x, allowed = x[:, -1:], allowed[:, :, -1:]
+            x, queries, allowed = x[:, -1:], keys[:, -1:], allowed[:, :, -1:]
         if self.post_norm:
-            x = self.attention_norm(x + self.dropout(self.attention(x, keys, allowed)))
+            x = self.attention_norm(x + self.dropout(self.attention(queries, keys, allowed)))
             return self.ffn_norm(x + self.dropout(self.ffn(x)))
-        x = x + self.dropout(self.attention(keys[:, -x.shape[1]:], keys, allowed))
+        x = x + self.dropout(self.attention(queries, keys, allowed))
         return x + self.dropout(self.ffn(self.ffn_norm(x)))
 
 
