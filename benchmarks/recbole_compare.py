@@ -15,8 +15,13 @@ best-on-validation model for the test metrics. seqrec's SASRec uses RecBole's po
 Measured, per side: seconds per training epoch (the pass over the training data: batching, forward, backward,
 optimizer), seconds per full-ranking validation pass (scores, ranks, metrics), the whole ``fit`` wall time (which
 also holds checkpointing), and test NDCG@10 / Recall@10. seqrec's code is not changed: its training loader and
-``Evaluator.evaluate`` are wrapped with clocks from here. Runs are sequential, never concurrent; the load average
-is printed because another busy process on the machine skews every number.
+``Evaluator.evaluate`` are wrapped with clocks from here.
+
+The two sides take turns: RecBole runs as a child process that waits before each of its timed units (a training
+epoch, a validation pass) until this process lets it go, and this process lets it run one unit before each of its
+own. Timed units never overlap, and each pair (RecBole's epoch k, seqrec's epoch k) is measured within the same
+minute, so a slow stretch of a shared machine slows both sides of a pair; the speed-ups are medians of the pairs'
+ratios. The load average is printed because another busy process on the machine skews every number.
 """
 
 from __future__ import annotations
@@ -68,13 +73,24 @@ def ensure_recbole_venv() -> None:
 
 # seqrec side ------------------------------------------------------------------------------------------------------
 class Clocks:
-    """Wall clocks around seqrec's training-loader passes and evaluations, installed by monkeypatching."""
+    """Wall clocks around seqrec's training-loader passes and evaluations, installed by monkeypatching.
 
-    def __init__(self):
+    ``turn`` (RecBole's, when comparing) runs before each timed epoch and validation pass; the seconds spent in it are
+    counted in ``waited``."""
+
+    def __init__(self, turn=None):
         self.epoch_seconds: list[float] = []
         self.eval_seconds: dict[str, list[float]] = {"valid": [], "test": []}
         self.metrics: dict[str, dict] = {}
         self.train_examples = 0
+        self.turn = turn
+        self.waited = 0.0
+
+    def other_side_first(self) -> None:
+        if self.turn is not None:
+            start = time.perf_counter()
+            self.turn()
+            self.waited += time.perf_counter() - start
 
     def install(self):
         import seqrec.recsys.runner as runner
@@ -113,6 +129,8 @@ class Clocks:
             evaluator.bench_split = split
 
         def evaluate(evaluator, model, accelerator):
+            if evaluator.bench_split == "valid":
+                clocks.other_side_first()
             start = time.perf_counter()
             metrics = original_evaluate(evaluator, model, accelerator)
             clocks.eval_seconds[evaluator.bench_split].append(time.perf_counter() - start)
@@ -136,6 +154,7 @@ class Clocks:
             if not getattr(loader, "bench_timed", False):
                 yield from iterate(loader)
                 return
+            clocks.other_side_first()
             start = time.perf_counter()
             yield from iterate(loader)  # the loop body (forward, backward, step) runs while this generator waits
             clocks.epoch_seconds.append(time.perf_counter() - start)
@@ -204,7 +223,7 @@ def split_digests(data) -> dict[str, str]:
                                    for history, target in examples) for split, examples in splits.items()}
 
 
-def run_seqrec(dataset: str, model: str, args, epochs: int) -> dict:
+def run_seqrec(dataset: str, model: str, args, epochs: int, turn=None) -> dict:
     import torch
 
     from seqrec.data.prepare import get_dataset, load_dataset
@@ -213,12 +232,12 @@ def run_seqrec(dataset: str, model: str, args, epochs: int) -> dict:
     name = prepare_seqrec(dataset)
     row = get_dataset(name)
     digests = split_digests(load_dataset(name))
-    clocks = Clocks()
+    clocks = Clocks(turn)
     uninstall = clocks.install()
     try:
         start = time.perf_counter()
         train_model(model, name, seeds=[args.seed], **seqrec_hyper(model, args, epochs))
-        wall = time.perf_counter() - start
+        wall = time.perf_counter() - start - clocks.waited
     finally:
         uninstall()
     test_seconds = clocks.eval_seconds["test"]
@@ -290,21 +309,67 @@ def movielens_folder(dataset: str) -> Path:
     return Path(spec.submodule_search_locations[0], "dataset_example", name)
 
 
-def run_recbole(dataset: str, model: str, args, epochs: int, profile_batches: int) -> dict:
+def recbole_job(dataset: str, model: str, args, epochs: int, profile_batches: int) -> dict:
     folder = chronological_copy(dataset)  # the very files seqrec prepares its dataset from
-    job = {"model": MODEL_NAMES[model], "dataset": folder.name, "data_path": str(folder.parent), "max_len": 10,
-           "lr": args.lr, "weight_decay": args.weight_decay, "batch_size": args.batch_size,
-           "eval_batch_size": args.eval_batch_size, "epochs": epochs, "seed": args.seed, "hidden": args.hidden,
-           "layers": args.layers if model == "sasrec" else 1, "heads": args.heads, "dropout": args.dropout,
-           "threads": args.threads, "profile_batches": profile_batches}
-    env = {**os.environ, "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1", "PYTHONWARNINGS": "ignore"}
-    done = subprocess.run([str(VENV_PYTHON), str(HERE / "recbole_side.py"), json.dumps(job)], capture_output=True,
-                          text=True, env=env)
-    lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
-    if done.returncode != 0 or not lines:
-        sys.stderr.write(done.stdout[-4000:] + done.stderr[-4000:])
-        raise SystemExit(f"RecBole side failed on {dataset}:{model} (exit {done.returncode})")
-    return json.loads(lines[-1][len("RESULT "):])
+    return {"model": MODEL_NAMES[model], "dataset": folder.name, "data_path": str(folder.parent), "max_len": 10,
+            "lr": args.lr, "weight_decay": args.weight_decay, "batch_size": args.batch_size,
+            "eval_batch_size": args.eval_batch_size, "epochs": epochs, "seed": args.seed, "hidden": args.hidden,
+            "layers": args.layers if model == "sasrec" else 1, "heads": args.heads, "dropout": args.dropout,
+            "threads": args.threads, "profile_batches": profile_batches}
+
+
+class RecBoleSide:
+    """recbole_side.py in RecBole's venv, as a child process that runs one timed unit each time it gets a turn.
+
+    The child prints ``READY <unit>`` and blocks until it reads ``GO``; ``turn`` lets it run that unit and returns
+    once it blocks again (or has printed its result), so nothing of RecBole's runs while seqrec's units do.
+    """
+
+    def __init__(self, job: dict):
+        self.log = tempfile.TemporaryFile(mode="w+")  # stderr to a file: a full pipe would stall the child
+        env = {**os.environ, "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1", "PYTHONWARNINGS": "ignore"}
+        self.process = subprocess.Popen([str(VENV_PYTHON), str(HERE / "recbole_side.py"), json.dumps(job)],
+                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log, text=True,
+                                        env=env)
+        self.name = f"{job['dataset']}:{job['model']}"
+        self.waiting = False  # the child has printed READY and waits for GO
+        self.result: dict | None = None
+
+    def read_until_blocked(self) -> None:
+        """Read the child's output until it waits for a turn (READY) or has finished (RESULT)."""
+        for line in self.process.stdout:
+            if line.startswith("READY "):
+                self.waiting = True
+                return
+            if line.startswith("RESULT "):
+                self.result = json.loads(line[len("RESULT "):])
+                return
+        self.log.seek(0)
+        sys.stderr.write(self.log.read()[-4000:])
+        raise SystemExit(f"RecBole side failed on {self.name} (exit {self.process.wait()})")
+
+    def turn(self) -> None:
+        if self.result is not None:
+            return
+        if not self.waiting:
+            self.read_until_blocked()  # its set-up (data, model) before the first unit
+        self.process.stdin.write("GO\n")
+        self.process.stdin.flush()
+        self.waiting = False
+        self.read_until_blocked()
+
+    def finish(self) -> dict:
+        """Let it run its test (and profile) to the end; its result."""
+        while self.result is None:
+            self.turn()
+        self.process.wait()
+        return self.result
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        self.log.close()
 
 
 # report -----------------------------------------------------------------------------------------------------------
@@ -315,6 +380,9 @@ def summary(seconds: list[float]) -> str:
 
 
 def ratio(recbole: list[float], seqrec: list[float]) -> float:
+    """The median of the pairs' ratios (unit k of each side ran back to back), or of the medians if unpaired."""
+    if len(recbole) == len(seqrec) and recbole:
+        return statistics.median(theirs / ours for theirs, ours in zip(recbole, seqrec))
     return statistics.median(recbole) / statistics.median(seqrec)
 
 
@@ -335,7 +403,7 @@ def report(dataset: str, model: str, epochs: int, ours: dict, theirs: dict, load
         print(f"{'test ' + metric:26}{ours['test'][metric]:>36.4f}{theirs['test'][metric]:>36.4f}")
     epoch_speedup = ratio(theirs["epoch_seconds"], ours["epoch_seconds"])
     eval_speedup = ratio(theirs["eval_seconds"], ours["eval_seconds"])
-    print(f"speed-up RecBole/seqrec: per epoch {epoch_speedup:.2f}x (target >= 2x: "
+    print(f"speed-up RecBole/seqrec (median of paired units): per epoch {epoch_speedup:.2f}x (target >= 2x: "
           f"{'met' if epoch_speedup >= 2 else 'MISSED'}), per evaluation {eval_speedup:.2f}x (target >= 5x: "
           f"{'met' if eval_speedup >= 5 else 'MISSED'})")
     print(f"time ratio seqrec/RecBole: per epoch {1 / epoch_speedup:.3f}, per evaluation {1 / eval_speedup:.3f}")
@@ -381,13 +449,17 @@ def main(argv: list[str] | None = None) -> None:
             raise SystemExit(f"unknown run {spec!r}: use ml-100k|ml-1m : sasrec|gru4rec")
         epochs = args.epochs or DEFAULT_EPOCHS[dataset]
         before = os.getloadavg()[0]
-        print(f"[{time.strftime('%H:%M:%S')}] seqrec  {dataset} {model} ...", flush=True)
-        ours = run_seqrec(dataset, model, args, epochs)
         if args.skip_recbole:
-            print(json.dumps({k: v for k, v in ours.items()}, indent=1, default=str))
+            print(f"[{time.strftime('%H:%M:%S')}] seqrec {dataset} {model} ...", flush=True)
+            print(json.dumps(run_seqrec(dataset, model, args, epochs), indent=1, default=str))
             continue
-        print(f"[{time.strftime('%H:%M:%S')}] RecBole {dataset} {model} ...", flush=True)
-        theirs = run_recbole(dataset, model, args, epochs, args.profile)
+        print(f"[{time.strftime('%H:%M:%S')}] seqrec and RecBole, taking turns: {dataset} {model} ...", flush=True)
+        recbole = RecBoleSide(recbole_job(dataset, model, args, epochs, args.profile))
+        try:
+            ours = run_seqrec(dataset, model, args, epochs, turn=recbole.turn)
+            theirs = recbole.finish()
+        finally:
+            recbole.close()
         results.append(report(dataset, model, epochs, ours, theirs, (before, os.getloadavg()[0])))
         if args.profile:
             print(f"\n--- seqrec profile: {args.profile} training batches + 1 validation pass ---")

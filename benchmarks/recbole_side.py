@@ -3,6 +3,10 @@
 Reads one JSON job from argv[1], trains one model with RecBole's own data pipeline and Trainer, and prints one line
 ``RESULT <json>`` with per-epoch training seconds, per-evaluation seconds, data counts and test metrics.
 
+Turns: before each timed unit (a training epoch, a validation pass) and before its final test, this side prints
+``READY <unit>`` and waits for a ``GO`` line on stdin. recbole_compare.py hands out the turns so that the two sides'
+timed units alternate and never overlap, and each pair of units is measured in the same minute of the machine.
+
 Timing: ``Trainer._train_epoch`` (the whole training pass over the data, batching included) and
 ``Trainer.evaluate`` on validation (full ranking, metric computation included) are wrapped with wall clocks.
 Importing RecBole's sequential models switches on torch.autograd anomaly detection (``sine.py``); it is switched
@@ -85,6 +89,21 @@ def profile_training(trainer, train_data, valid_data, batches: int) -> str:
     return prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=15)
 
 
+class Turns:
+    """Waits for the comparing process's ``GO`` before each timed unit; counts the seconds spent waiting, which the
+    fit's wall time leaves out."""
+
+    def __init__(self):
+        self.waited = 0.0
+
+    def wait(self, unit: str) -> None:
+        start = time.perf_counter()
+        print(f"READY {unit}", flush=True)
+        if sys.stdin.readline().strip() != "GO":
+            raise SystemExit("recbole_side.py: the comparing process went away")
+        self.waited += time.perf_counter() - start
+
+
 def main() -> None:
     job = json.loads(sys.argv[1])
     if job.get("threads"):
@@ -105,27 +124,33 @@ def main() -> None:
     torch.autograd.set_detect_anomaly(False)  # importing recbole.model.sequential_recommender.sine turned it on
     trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
 
+    turns = Turns()
     epoch_seconds: list[float] = []
     eval_seconds: list[float] = []
     train_epoch, evaluate = trainer._train_epoch, trainer.evaluate
 
     def timed_train_epoch(*args, **kwargs):
+        turns.wait("epoch")
         start = time.perf_counter()
         result = train_epoch(*args, **kwargs)
         epoch_seconds.append(time.perf_counter() - start)
         return result
 
     def timed_evaluate(eval_data, load_best_model=True, *args, **kwargs):
+        validation = not load_best_model  # validation passes inside fit(); the final test reloads a checkpoint first
+        if validation:
+            turns.wait("evaluation")
         start = time.perf_counter()
         result = evaluate(eval_data, load_best_model, *args, **kwargs)
-        if not load_best_model:  # validation passes inside fit(); the final test reloads a checkpoint first
+        if validation:
             eval_seconds.append(time.perf_counter() - start)
         return result
 
     trainer._train_epoch, trainer.evaluate = timed_train_epoch, timed_evaluate
     start = time.perf_counter()
     best_valid, _ = trainer.fit(train_data, valid_data, verbose=False, saved=True, show_progress=False)
-    fit_seconds = time.perf_counter() - start
+    fit_seconds = time.perf_counter() - start - turns.waited
+    turns.wait("finish")
     test = trainer.evaluate(test_data, load_best_model=True, show_progress=False)
 
     profile_table = None
