@@ -10,7 +10,7 @@ from alembic import command
 
 from seqrec.errors import SeqrecError
 from seqrec.store import config_hash, open_store
-from seqrec.store.engine import alembic_config, create_db_engine
+from seqrec.store.engine import alembic_config, create_db_engine, head_revision, upgrade_database
 from seqrec.store.tracker import SeqrecTracker
 
 
@@ -20,6 +20,47 @@ def test_migrations_build_the_schema_and_match_the_models(seqrec_home):
     assert set(store.table_counts()) == {"dataset", "model", "run", "metric", "artifact", "run_input"}
     config = alembic_config(store.url)
     command.check(config)  # raises if the models and the migrations disagree
+
+
+def test_a_deleted_runs_id_is_never_handed_out_again():
+    store = open_store()
+    with store.start_run("train", {"n": 1}) as first:
+        pass
+    with store.start_run("train", {"n": 2}) as newest:
+        pass
+    store.delete_run(newest.id)
+    with store.start_run("train", {"n": 3}) as after:
+        pass
+    assert first.id < newest.id < after.id
+
+
+RUN_ROW = ("INSERT INTO run (kind, status, config, config_hash, started_at) "
+           "VALUES ('train', 'finished', '{}', 'h', '2026-01-01 00:00:00')")
+
+
+def test_upgrading_a_first_schema_database_keeps_every_row(tmp_path):
+    """Revision 0002 rebuilds the run table; with foreign keys on, dropping the old table would have deleted every
+    metric (ON DELETE CASCADE). A database written by the first schema keeps its rows and stops reusing ids."""
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    engine = create_db_engine(url)  # foreign keys on, as every seqrec connection has them
+    with engine.begin() as connection:
+        config = alembic_config(url)
+        config.attributes["connection"] = connection
+        command.upgrade(config, "0001")
+        connection.exec_driver_sql(RUN_ROW)
+        connection.exec_driver_sql("INSERT INTO metric (run_id, key, value, split, created_at) "
+                                   "VALUES (1, 'loss', 0.5, 'train', '2026-01-01 00:00:00')")
+    engine.dispose()
+
+    assert upgrade_database(url) == ("0001", head_revision(url))
+    engine = create_db_engine(url)
+    with engine.begin() as connection:
+        assert connection.exec_driver_sql("SELECT run_id, value FROM metric").fetchall() == [(1, 0.5)]
+        connection.exec_driver_sql(RUN_ROW)
+        connection.exec_driver_sql("DELETE FROM run WHERE id = 2")
+        connection.exec_driver_sql(RUN_ROW)
+        assert connection.exec_driver_sql("SELECT id FROM run ORDER BY id").scalars().all() == [1, 3]
+    engine.dispose()
 
 
 def test_sqlite_is_opened_with_wal_foreign_keys_and_busy_timeout():

@@ -38,8 +38,9 @@ def head_revision(url: str) -> str | None:
     return ScriptDirectory.from_config(alembic_config(url)).get_current_head()
 
 
-def create_db_engine(url: str) -> Engine:
-    """An engine whose SQLite connections use WAL, enforce foreign keys and wait for a busy writer."""
+def create_db_engine(url: str, foreign_keys: bool = True) -> Engine:
+    """An engine whose SQLite connections use WAL, enforce foreign keys (unless told not to: migrations) and wait
+    for a busy writer."""
     is_sqlite = make_url(url).get_backend_name() == "sqlite"
     engine = create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000} if is_sqlite else {})
     if is_sqlite:
@@ -48,7 +49,7 @@ def create_db_engine(url: str) -> Engine:
         def _sqlite_pragmas(dbapi_connection, _record):
             cursor = dbapi_connection.cursor()
             cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute(f"PRAGMA foreign_keys={'ON' if foreign_keys else 'OFF'}")
             cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
             cursor.close()
 
@@ -113,11 +114,17 @@ def upgrade_database(url: str) -> tuple[str | None, str | None]:
             ) from None
     head = script.get_current_head()
     if before != head:
-        engine = create_db_engine(url)
+        # Foreign keys off while migrating: batch mode rebuilds a table by copying, dropping and renaming it, and
+        # with them on the drop would cascade to every row that references it (SQLite's own rebuild procedure
+        # turns them off the same way). They are checked once the schema is at head.
+        engine = create_db_engine(url, foreign_keys=False)
         try:
             with engine.begin() as connection:
                 config.attributes["connection"] = connection
                 command.upgrade(config, "head")
+                broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall() if path else []
+                if broken:
+                    raise SeqrecError(f"upgrading {path} left rows whose references are broken: {broken[:5]}")
         finally:
             engine.dispose()
     return before, head

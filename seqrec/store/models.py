@@ -51,6 +51,7 @@ class Model(SQLModel, table=True):
 
 
 class Run(SQLModel, table=True):
+    __table_args__ = {"sqlite_autoincrement": True}  # a deleted run's id is never handed out again
     id: Optional[int] = Field(default=None, primary_key=True)
     kind: str = Field(index=True)
     experiment: Optional[str] = Field(default=None, index=True)
