@@ -5,11 +5,12 @@
 
 Times one validation pass of seqrec's ``Evaluator`` (the benchmark's model: hidden 64, 2 layers, 2 heads, post-norm,
 untrained weights; an evaluation costs the same whatever the weights), then the same pass's pieces replayed alone on
-random tensors of the shapes it used: every ``nn.Linear`` product, the attention kernels and the scoring product
-against the whole catalogue. The sum of the products and attention is what an implementation that spent nothing on
-anything else (embedding lookups, LayerNorm, GELU, ranking, metrics) would still pay; ``--recbole-seconds`` prints
-which speed-up over RecBole that floor allows. The datasets are the ones ``recbole_compare.py`` prepares (it
-must have run once with the same ``--home``).
+random tensors of the shapes it used: every ``F.linear`` product (the ``nn.Linear`` layers' and the fused query, key
+and value product), the attention kernels of ``scaled_dot_product_attention`` (the first block's; the last block's
+single query is a weighted sum, not replayed) and the scoring product against the whole catalogue. Their sum is
+what an implementation that spent nothing on anything else (embedding lookups, LayerNorm, GELU, ranking, metrics)
+would still pay; ``--recbole-seconds`` prints which speed-up over RecBole that floor allows. The datasets are the
+ones ``recbole_compare.py`` prepares (it must have run once with the same ``--home``).
 """
 
 from __future__ import annotations
@@ -60,27 +61,29 @@ def main() -> None:
     whole = median_seconds(lambda: evaluator.evaluate(model, accelerator), args.repeats)
 
     linear_shapes, attention_shapes = [], []
-    hooks = [module.register_forward_hook(lambda m, inputs, _: linear_shapes.append((inputs[0].shape, m.weight)))
-             for module in model.modules() if isinstance(module, torch.nn.Linear)]
-    sdpa = F.scaled_dot_product_attention
+    linear, sdpa = F.linear, F.scaled_dot_product_attention
+
+    def recording_linear(x, weight, bias=None):
+        linear_shapes.append((x.shape, weight.detach()))
+        return linear(x, weight, bias)
 
     def recording_sdpa(query, key, value, attn_mask=None, **options):
         attention_shapes.append((query.shape, key.shape, attn_mask))
         return sdpa(query, key, value, attn_mask=attn_mask, **options)
 
-    F.scaled_dot_product_attention = recording_sdpa
-    evaluator.evaluate(model, accelerator)
-    F.scaled_dot_product_attention = sdpa
-    for hook in hooks:
-        hook.remove()
+    F.linear, F.scaled_dot_product_attention = recording_linear, recording_sdpa
+    try:
+        evaluator.evaluate(model, accelerator)
+    finally:
+        F.linear, F.scaled_dot_product_attention = linear, sdpa
 
-    inputs = [(torch.randn(shape), weight.detach()) for shape, weight in linear_shapes]
+    inputs = [(torch.randn(shape), weight) for shape, weight in linear_shapes]
     attention = [(torch.randn(query), torch.randn(key), torch.randn(key), mask)
                  for query, key, mask in attention_shapes]
     table = model.output_items().detach()
     states = torch.randn(len(evaluator.targets), table.shape[1])
     with torch.inference_mode():
-        products = median_seconds(lambda: [F.linear(x, weight) for x, weight in inputs], args.repeats)
+        products = median_seconds(lambda: [linear(x, weight) for x, weight in inputs], args.repeats)
         attending = median_seconds(lambda: [sdpa(q, k, v, attn_mask=mask) for q, k, v, mask in attention],
                                    args.repeats)
         scoring = median_seconds(lambda: [states[start:start + evaluator.batch_size] @ table.T
