@@ -134,6 +134,8 @@ def test_training_only_the_top_layers_gives_the_same_embeddings_from_cached_inpu
     whole = ItemTextEncoder(AutoModel.from_pretrained(wide_qwen2), token_ids, 0, "mean")
     top = ItemTextEncoder(AutoModel.from_pretrained(wide_qwen2), token_ids, 0, "mean", train_layers=1)
     torch.testing.assert_close(top.embed_all(), whole.embed_all(), atol=1e-5, rtol=1e-4)
+    assert top.prefix.shape == (int(top.lengths.sum()), top.width)  # a row per real token: no padding kept
+    assert "prefix" in dict(top.named_buffers()) and "prefix" not in top.state_dict()  # moves with it, never saved
     trainable = {name for name, parameter in top.named_parameters() if parameter.requires_grad}
     assert trainable and all(name.startswith(("backbone.layers.0.", "backbone.norm.")) for name in trainable)
     assert len(top.full_backbone().layers) == 4 and top.backbone.config.num_hidden_layers == 4

@@ -37,7 +37,8 @@ class ItemTextEncoder(nn.Module):
 
     ``train_layers=N`` trains only the top N layers of a decoder: the hidden states entering them are computed
     once per item (the frozen layers below are deterministic) and kept, so each step runs N layers instead of all
-    of them. Memory: items x tokens x width floats.
+    of them. They are kept per real token, end to end (``prefix``, with each item's first row in
+    ``prefix_starts``): memory is tokens x width floats, not items x longest text x width.
     """
 
     def __init__(self, backbone: nn.Module, token_ids: list[list[int]], pad_id: int, pooling: str,
@@ -52,7 +53,9 @@ class ItemTextEncoder(nn.Module):
         self.register_buffer("tokens", table, persistent=False)  # data, not weights: never in a checkpoint
         self.register_buffer("lengths", lengths, persistent=False)
         self.frozen_layers: list[nn.Module] = []  # a plain list: not part of the module's parameters
-        self.prefix = None
+        # Buffers, so that they move with the module (Accelerate moves it after it is built); never in a checkpoint.
+        self.register_buffer("prefix", None, persistent=False)
+        self.register_buffer("prefix_starts", None, persistent=False)
         if train_layers is not None:
             self.freeze_below(train_layers)
 
@@ -77,9 +80,17 @@ class ItemTextEncoder(nn.Module):
         if self.prefix is None:
             hidden = self.backbone(input_ids=ids, attention_mask=mask).last_hidden_state
         else:
-            hidden = self.backbone(inputs_embeds=self.prefix[items, :ids.shape[1]],
-                                   attention_mask=mask).last_hidden_state
+            hidden = self.backbone(inputs_embeds=self.cached_inputs(items, mask), attention_mask=mask).last_hidden_state
         return pool(hidden.float(), mask, lengths, self.pooling)
+
+    def token_rows(self, items: torch.Tensor, positions: int) -> torch.Tensor:
+        """[items, positions]: each token's row in ``prefix`` (past an item's end: rows of the next items)."""
+        return self.prefix_starts[items][:, None] + torch.arange(positions, device=items.device)
+
+    def cached_inputs(self, items: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """[items, tokens, width]: the cached hidden states entering the trained layers, zeros at padding."""
+        rows = self.token_rows(items, mask.shape[1]).clamp_max(len(self.prefix) - 1)
+        return self.prefix[rows] * mask[..., None]
 
     def freeze_below(self, count: int) -> None:
         """Keep only the top ``count`` layers in the backbone (and trainable); cache what enters them."""
@@ -91,6 +102,7 @@ class ItemTextEncoder(nn.Module):
             raise SeqrecError(f"train_layers {count}: the model has {len(layers)} layers")
         first = len(layers) - count
         self.all_layer_types = getattr(self.backbone.config, "layer_types", None)
+        self.prefix_starts = torch.cumsum(self.lengths, 0) - self.lengths
         self.prefix = self.hidden_entering(layers[first])
         self.frozen_layers = list(layers[:first])
         self.backbone.requires_grad_(False)
@@ -100,7 +112,7 @@ class ItemTextEncoder(nn.Module):
 
     @torch.no_grad()
     def hidden_entering(self, layer: nn.Module, batch_size: int = 64) -> torch.Tensor:
-        """[items + 1, tokens, width]: the hidden states ``layer`` receives for every item, in eval mode."""
+        """[tokens of all items, width]: the hidden states ``layer`` receives for every real token, in eval mode."""
         captured = []
 
         def capture(module, args, kwargs):
@@ -110,25 +122,26 @@ class ItemTextEncoder(nn.Module):
         was_training = self.backbone.training
         self.backbone.eval()
         hook = layer.register_forward_pre_hook(capture, with_kwargs=True)
-        prefix = torch.zeros(len(self.lengths), self.tokens.shape[1], self.width)
+        prefix = torch.zeros(int(self.lengths.sum()), self.width, device=self.tokens.device)
         try:
             for items in self.item_batches(batch_size):
                 ids, mask, _ = self.batch(items)
                 try:
                     self.backbone(input_ids=ids, attention_mask=mask)
                 except PrefixCaptured:
-                    prefix[items.cpu(), :ids.shape[1]] = captured.pop().float().cpu()
+                    real = mask.bool()
+                    prefix[self.token_rows(items, ids.shape[1])[real]] = captured.pop()[real].float()
         finally:
             hook.remove()
             self.backbone.train(was_training)
-        return prefix.to(self.tokens.device)
+        return prefix
 
     def full_backbone(self) -> nn.Module:
         """The backbone with every layer again (frozen ones below the trained ones), for saving."""
         if self.frozen_layers:
             set_layers(self.backbone, self.frozen_layers + list(self.backbone.layers), self.all_layer_types)
             self.frozen_layers = []
-            self.prefix = None
+            self.prefix, self.prefix_starts = None, None
         return self.backbone
 
     @torch.no_grad()
