@@ -380,7 +380,8 @@ def summary(seconds: list[float]) -> str:
 
 
 def ratio(recbole: list[float], seqrec: list[float]) -> float:
-    """The median of the pairs' ratios (unit k of each side ran back to back), or of the medians if unpaired."""
+    """The median of the pairs' ratios (unit k of each side ran back to back); the ratio of the medians when the
+    two sides timed different numbers of units."""
     if len(recbole) == len(seqrec) and recbole:
         return statistics.median(theirs / ours for theirs, ours in zip(recbole, seqrec))
     return statistics.median(recbole) / statistics.median(seqrec)
