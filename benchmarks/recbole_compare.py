@@ -263,8 +263,7 @@ def profile_seqrec(dataset: str, model: str, args, batches: int) -> str:
 
     name = prepare_seqrec(dataset)
     data = load_dataset(name)
-    hyper = {k: v for k, v in seqrec_hyper(model, args, 1).items()}
-    model_class, model_config, train_config = resolve_hyper(model, data.max_len, "full", hyper)
+    model_class, model_config, train_config = resolve_hyper(model, data.max_len, "full", seqrec_hyper(model, args, 1))
     torch.manual_seed(args.seed)
     network = model_class(data.num_items, model_config, None, num_users=int(data.train["user"].max()))
     accelerator = make_accelerator(train_config)
@@ -394,7 +393,7 @@ def report(dataset: str, model: str, epochs: int, ours: dict, theirs: dict, load
           f"training examples {ours['train_examples']}")
     print(f"          RecBole users {theirs['users']} items {theirs['items']} interactions {theirs['interactions']} "
           f"training examples {theirs['train_examples']}")
-    same = {split: ours["examples_digest"][split] == theirs["examples_digest"][split] for split in ours["examples_digest"]}
+    same = {split: digest == theirs["examples_digest"][split] for split, digest in ours["examples_digest"].items()}
     print("examples  " + ", ".join(f"{split} {'identical' if equal else 'DIFFERENT'}" for split, equal in same.items()))
     print(f"{'':26}{'seqrec':>36}{'RecBole':>36}")
     print(f"{'s / epoch (median)':26}{summary(ours['epoch_seconds']):>36}{summary(theirs['epoch_seconds']):>36}")

@@ -53,7 +53,7 @@ class SelfAttention(nn.Module):
             # One query per history (the newest position): a weighted sum over the keys. Batched products of
             # 1-row matrices cost several times more on CPUs, where each small matrix pays its own call.
             weights = ((query * key).sum(-1) * query.shape[-1] ** -0.5).masked_fill(~allowed[:, :, 0], float("-inf"))
-            attended = (dropout(weights.softmax(-1), dropout_p, self.training)[..., None] * value).sum(-2, True)
+            attended = (dropout(weights.softmax(-1), dropout_p)[..., None] * value).sum(-2, True)
         elif dropout_p > 0 and query.is_cpu:
             # SDPA with dropout falls back to this unfused path on CPUs anyway (with bernoulli_, one random draw per
             # weight); spelled out, the attention weights get the cheaper dropout of models/dropout.py.
