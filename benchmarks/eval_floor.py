@@ -6,11 +6,12 @@
 Times one validation pass of seqrec's ``Evaluator`` (the benchmark's model: hidden 64, 2 layers, 2 heads, post-norm,
 untrained weights; an evaluation costs the same whatever the weights), then the same pass's pieces replayed alone on
 random tensors of the shapes it used: every ``F.linear`` product (the ``nn.Linear`` layers' and the fused query, key
-and value product), the attention kernels of ``scaled_dot_product_attention`` (the first block's; the last block's
-single query is a weighted sum, not replayed) and the scoring product against the whole catalogue. Their sum is
-what an implementation that spent nothing on anything else (embedding lookups, LayerNorm, GELU, ranking, metrics)
-would still pay; ``--recbole-seconds`` prints which speed-up over RecBole that floor allows. The datasets are the
-ones ``recbole_compare.py`` prepares (it must have run once with the same ``--home``).
+and value product), the first block's two batched attention products (keys x queries, then weights x values; the
+last block's single query is a weighted sum, not replayed) and the scoring product against the whole catalogue (in
+the orientation ``SequentialRecommender.scores`` uses on CPUs). Their sum is what an implementation that spent
+nothing on anything else (embedding lookups, LayerNorm, GELU, ranking, metrics) would still pay;
+``--recbole-seconds`` prints which speed-up over RecBole that floor allows. The datasets are the ones
+``recbole_compare.py`` prepares (it must have run once with the same ``--home``).
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ def main() -> None:
     from seqrec.data.prepare import get_dataset, load_dataset
     from seqrec.recsys.allocator import keep_freed_memory
     from seqrec.recsys.evaluate import Evaluator
-    from seqrec.recsys.models.sasrec import SASRec, SASRecConfig
+    from seqrec.recsys.models.sasrec import SASRec, SASRecConfig, SelfAttention
 
     keep_freed_memory()
     data = load_dataset(args.dataset)
@@ -61,38 +62,43 @@ def main() -> None:
     whole = median_seconds(lambda: evaluator.evaluate(model, accelerator), args.repeats)
 
     linear_shapes, attention_shapes = [], []
-    linear, sdpa = F.linear, F.scaled_dot_product_attention
+    linear = F.linear
 
     def recording_linear(x, weight, bias=None):
         linear_shapes.append((x.shape, weight.detach()))
         return linear(x, weight, bias)
 
-    def recording_sdpa(query, key, value, attn_mask=None, **options):
-        attention_shapes.append((query.shape, key.shape, attn_mask))
-        return sdpa(query, key, value, attn_mask=attn_mask, **options)
+    def record_attention(module, inputs):
+        (batch, queries, hidden), keys = inputs[0].shape, inputs[1].shape[1]
+        if queries > 1:  # [batch, heads, positions, head size] of the queries and of the keys
+            attention_shapes.append(((batch, module.heads, queries, hidden // module.heads),
+                                     (batch, module.heads, keys, hidden // module.heads)))
 
-    F.linear, F.scaled_dot_product_attention = recording_linear, recording_sdpa
+    hooks = [module.register_forward_pre_hook(record_attention) for module in model.modules()
+             if isinstance(module, SelfAttention)]
+    F.linear = recording_linear
     try:
         evaluator.evaluate(model, accelerator)
     finally:
-        F.linear, F.scaled_dot_product_attention = linear, sdpa
+        F.linear = linear
+        for hook in hooks:
+            hook.remove()
 
     inputs = [(torch.randn(shape), weight) for shape, weight in linear_shapes]
-    attention = [(torch.randn(query), torch.randn(key), torch.randn(key), mask)
-                 for query, key, mask in attention_shapes]
+    attention = [(torch.randn(query), torch.randn(key), torch.randn(key)) for query, key in attention_shapes]
     table = model.output_items().detach()
     states = torch.randn(len(evaluator.targets), table.shape[1])
     with torch.inference_mode():
         products = median_seconds(lambda: [linear(x, weight) for x, weight in inputs], args.repeats)
-        attending = median_seconds(lambda: [sdpa(q, k, v, attn_mask=mask) for q, k, v, mask in attention],
+        attending = median_seconds(lambda: [(k @ q.transpose(-1, -2)).transpose(-1, -2) @ v for q, k, v in attention],
                                    args.repeats)
-        scoring = median_seconds(lambda: [states[start:start + evaluator.batch_size] @ table.T
+        scoring = median_seconds(lambda: [(table @ states[start:start + evaluator.batch_size].T).T
                                           for start in range(0, len(states), evaluator.batch_size)], args.repeats)
     floor = products + attending + scoring
     print(f"{args.dataset}: {len(states)} users, {table.shape[0] - 1} items, torch threads {torch.get_num_threads()}")
     print(f"  one evaluation (seqrec Evaluator)         {whole * 1000:8.1f} ms")
     print(f"  its linear layers' products alone         {products * 1000:8.1f} ms")
-    print(f"  its attention kernels alone               {attending * 1000:8.1f} ms")
+    print(f"  its attention products alone              {attending * 1000:8.1f} ms")
     print(f"  scoring every item alone                  {scoring * 1000:8.1f} ms")
     print(f"  floor (products + attention + scoring)    {floor * 1000:8.1f} ms = {floor / whole:.0%} of the pass")
     if args.recbole_seconds:

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from seqrec.recsys.allocator import keep_freed_memory
+from seqrec.recsys.models.base import catalogue_cross_entropy
 from seqrec.recsys.models.dropout import Dropout, dropout
 from seqrec.recsys.models.sasrec import SASRec, SASRecConfig, SelfAttention, attention_allowed
 
@@ -50,16 +51,17 @@ def plain_attention(attention: SelfAttention, queries, keys, allowed) -> torch.T
     return attention.out(attended.transpose(1, 2).flatten(2))
 
 
+@pytest.mark.parametrize("causal", [False, True])
 @pytest.mark.parametrize("newest_only", [False, True])
 @pytest.mark.parametrize("training", [False, True])
-def test_attention_speed_paths_equal_the_plain_formulation(newest_only, training):
-    """One product for queries, keys and values; the explicit path of CPU training with dropout; the weighted sum
-    for a single (newest) query: each must give what the plain formulation gives, gradients included. The training
-    dropout is too small to drop anything."""
+def test_attention_speed_paths_equal_the_plain_formulation(newest_only, training, causal):
+    """One product for queries, keys and values; the explicit CPU path with its [keys, queries] weights; the
+    weighted sum for a single (newest) query: each must give what the plain formulation gives, gradients included.
+    The training dropout is too small to drop anything."""
     torch.manual_seed(0)
     attention = SelfAttention(hidden=16, heads=2, dropout=1e-9).train(training)
     rows = histories()
-    allowed = attention_allowed(rows, causal=True)
+    allowed = attention_allowed(rows, causal=causal)
     x = torch.randn(6, 8, 16, requires_grad=True)
     queries, allowed_rows = (x[:, -1:], allowed[:, :, -1:]) if newest_only else (x, allowed)
     fast = attention(queries, x, allowed_rows)
@@ -68,6 +70,21 @@ def test_attention_speed_paths_equal_the_plain_formulation(newest_only, training
     (plain_grad,) = torch.autograd.grad(plain.square().sum(), x)
     torch.testing.assert_close(fast, plain, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(fast_grad, plain_grad, atol=1e-5, rtol=1e-5)
+
+
+def test_catalogue_cross_entropy_is_the_loss_with_the_padding_item_masked():
+    torch.manual_seed(0)
+    states = torch.randn(5, 8, requires_grad=True)
+    table = torch.randn(12, 8, requires_grad=True)  # row 0: the padding item
+    targets = torch.tensor([1, 4, 11, 7, 1])
+    loss = catalogue_cross_entropy(states, table, targets)
+    grads = torch.autograd.grad(loss, (states, table))
+    masked = (states @ table.T).index_fill(1, torch.tensor([0]), float("-inf"))
+    reference = torch.nn.functional.cross_entropy(masked, targets)
+    torch.testing.assert_close(loss, reference)
+    for grad, expected in zip(grads, torch.autograd.grad(reference, (states, table))):
+        torch.testing.assert_close(grad, expected)
+    assert torch.equal(grads[1][0], torch.zeros(8))
 
 
 @pytest.mark.parametrize("p", [0.1, 0.3, 0.5])
@@ -106,4 +123,6 @@ def test_freed_tensor_memory_is_reused_without_page_faults():
         return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
 
     faults_of_ten_small_training_steps()  # the first steps fault the heap in
-    assert faults_of_ten_small_training_steps() < 100  # glibc's defaults: about 5,000 here
+    # glibc's defaults fault 3,700-20,000 pages in every such measurement; kept memory none, apart from an
+    # occasional burst of a few hundred from the kernel's side, hence the best of three
+    assert min(faults_of_ten_small_training_steps() for _ in range(3)) < 100

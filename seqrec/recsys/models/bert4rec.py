@@ -5,10 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from seqrec.recsys.models.base import SequentialRecommender
+from seqrec.recsys.models.base import SequentialRecommender, catalogue_cross_entropy
 from seqrec.recsys.models.sasrec import SASRecConfig, SelfAttentionEncoder
 
 
@@ -50,6 +49,4 @@ class BERT4Rec(SequentialRecommender):
         chosen = (torch.rand(windows.shape, device=windows.device) < self.config.mask_prob) & (windows > 0)
         chosen[:, -1] = True
         states = self.states(windows.masked_fill(chosen, self.mask_token))[chosen]
-        logits = states @ self.output_items().T
-        logits[:, 0] = float("-inf")
-        return F.cross_entropy(logits, windows[chosen])
+        return catalogue_cross_entropy(states, self.output_items(), windows[chosen])

@@ -54,11 +54,13 @@ class SelfAttention(nn.Module):
             # 1-row matrices cost several times more on CPUs, where each small matrix pays its own call.
             weights = ((query * key).sum(-1) * query.shape[-1] ** -0.5).masked_fill(~allowed[:, :, 0], float("-inf"))
             attended = (dropout(weights.softmax(-1), dropout_p)[..., None] * value).sum(-2, True)
-        elif dropout_p > 0 and query.is_cpu:
-            # SDPA with dropout falls back to this unfused path on CPUs anyway (with bernoulli_, one random draw per
-            # weight); spelled out, the attention weights get the cheaper dropout of models/dropout.py.
-            weights = (query @ key.transpose(-1, -2) * query.shape[-1] ** -0.5).masked_fill(~allowed, float("-inf"))
-            attended = dropout(weights.softmax(-1), dropout_p) @ value
+        elif query.is_cpu:
+            # Spelled out on CPUs, the weights laid out [batch, heads, keys, queries]: softmax over the keys then runs
+            # along a strided axis that is vectorised across the queries, 4x faster than along a last axis of ~10
+            # keys; and faster than SDPA's CPU kernels here, whose dropout would draw one random number per weight.
+            weights = (key @ query.transpose(-1, -2) * query.shape[-1] ** -0.5).masked_fill(
+                ~allowed.transpose(-1, -2), float("-inf"))
+            attended = dropout(weights.softmax(-2), dropout_p).transpose(-1, -2) @ value
         else:
             attended = F.scaled_dot_product_attention(query, key, value, attn_mask=allowed, dropout_p=dropout_p)
         return self.out(attended.transpose(1, 2).flatten(2))
