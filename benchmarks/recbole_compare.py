@@ -386,6 +386,16 @@ def ratio(recbole: list[float], seqrec: list[float]) -> float:
     return statistics.median(recbole) / statistics.median(seqrec)
 
 
+def spread(recbole: list[float], seqrec: list[float]) -> str:
+    """Min, quartiles and max of the pairs' ratios: on a VM whose speed changes minute to minute, how far one
+    run's median can be trusted."""
+    if len(recbole) != len(seqrec) or len(recbole) < 2:
+        return "-"
+    ratios = sorted(theirs / ours for theirs, ours in zip(recbole, seqrec))
+    quartiles = "/".join(f"{value:.2f}" for value in statistics.quantiles(ratios, n=4))
+    return f"min {ratios[0]:.2f}, quartiles {quartiles}, max {ratios[-1]:.2f} (n={len(ratios)})"
+
+
 def report(dataset: str, model: str, epochs: int, ours: dict, theirs: dict, load: tuple) -> dict:
     print(f"\n=== {dataset} {MODEL_NAMES[model]}: {epochs} epochs, threads seqrec {ours['threads']} / RecBole "
           f"{theirs['threads']}, load average {load[0]:.2f} -> {load[1]:.2f} ===")
@@ -406,6 +416,8 @@ def report(dataset: str, model: str, epochs: int, ours: dict, theirs: dict, load
     print(f"speed-up RecBole/seqrec (median of paired units): per epoch {epoch_speedup:.2f}x (target >= 2x: "
           f"{'met' if epoch_speedup >= 2 else 'MISSED'}), per evaluation {eval_speedup:.2f}x (target >= 5x: "
           f"{'met' if eval_speedup >= 5 else 'MISSED'})")
+    print(f"pairs' ratios: per epoch {spread(theirs['epoch_seconds'], ours['epoch_seconds'])}; "
+          f"per evaluation {spread(theirs['eval_seconds'], ours['eval_seconds'])}")
     print(f"time ratio seqrec/RecBole: per epoch {1 / epoch_speedup:.3f}, per evaluation {1 / eval_speedup:.3f}")
     return {"dataset": dataset, "model": model, "epochs": epochs, "load_average": load, "seqrec": ours,
             "recbole": theirs, "epoch_speedup": epoch_speedup, "eval_speedup": eval_speedup}
