@@ -378,20 +378,24 @@ def summary(seconds: list[float]) -> str:
     return f"{statistics.median(seconds):8.3f} (mean {statistics.fmean(seconds):.3f}, n={len(seconds)})"
 
 
+def pair_ratios(recbole: list[float], seqrec: list[float]) -> list[float]:
+    """RecBole's seconds over seqrec's for each pair (unit k of each side ran back to back); none when the two sides
+    timed different numbers of units."""
+    return [theirs / ours for theirs, ours in zip(recbole, seqrec)] if len(recbole) == len(seqrec) else []
+
+
 def ratio(recbole: list[float], seqrec: list[float]) -> float:
-    """The median of the pairs' ratios (unit k of each side ran back to back); the ratio of the medians when the
-    two sides timed different numbers of units."""
-    if len(recbole) == len(seqrec) and recbole:
-        return statistics.median(theirs / ours for theirs, ours in zip(recbole, seqrec))
-    return statistics.median(recbole) / statistics.median(seqrec)
+    """The median of the pairs' ratios; the ratio of the medians when there are no pairs."""
+    pairs = pair_ratios(recbole, seqrec)
+    return statistics.median(pairs) if pairs else statistics.median(recbole) / statistics.median(seqrec)
 
 
 def spread(recbole: list[float], seqrec: list[float]) -> str:
     """Min, quartiles and max of the pairs' ratios: on a VM whose speed changes minute to minute, how far one
     run's median can be trusted."""
-    if len(recbole) != len(seqrec) or len(recbole) < 2:
+    ratios = sorted(pair_ratios(recbole, seqrec))
+    if len(ratios) < 2:
         return "-"
-    ratios = sorted(theirs / ours for theirs, ours in zip(recbole, seqrec))
     quartiles = "/".join(f"{value:.2f}" for value in statistics.quantiles(ratios, n=4))
     return f"min {ratios[0]:.2f}, quartiles {quartiles}, max {ratios[-1]:.2f} (n={len(ratios)})"
 

@@ -49,17 +49,17 @@ class SelfAttention(nn.Module):
     def forward(self, queries: torch.Tensor, keys: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
         query, key, value = self.project(queries, keys)
         dropout_p = self.dropout if self.training else 0.0
+        scale = query.shape[-1] ** -0.5
         if query.shape[-2] == 1:
             # One query per history (the newest position): a weighted sum over the keys. Batched products of
             # 1-row matrices cost several times more on CPUs, where each small matrix pays its own call.
-            weights = ((query * key).sum(-1) * query.shape[-1] ** -0.5).masked_fill(~allowed[:, :, 0], float("-inf"))
+            weights = ((query * key).sum(-1) * scale).masked_fill(~allowed[:, :, 0], float("-inf"))
             attended = (dropout(weights.softmax(-1), dropout_p)[..., None] * value).sum(-2, True)
         elif query.is_cpu:
             # Spelled out on CPUs, the weights laid out [batch, heads, keys, queries]: softmax over the keys then runs
             # along a strided axis that is vectorised across the queries, 4x faster than along a last axis of ~10
             # keys; and faster than SDPA's CPU kernels here, whose dropout would draw one random number per weight.
-            weights = (key @ query.transpose(-1, -2) * query.shape[-1] ** -0.5).masked_fill(
-                ~allowed.transpose(-1, -2), float("-inf"))
+            weights = (key @ query.transpose(-1, -2) * scale).masked_fill(~allowed.transpose(-1, -2), float("-inf"))
             attended = dropout(weights.softmax(-2), dropout_p).transpose(-1, -2) @ value
         else:
             attended = F.scaled_dot_product_attention(query, key, value, attn_mask=allowed, dropout_p=dropout_p)
