@@ -165,7 +165,7 @@ class Clocks:
 def seqrec_hyper(model: str, args, epochs: int) -> dict:
     hyper = {"epochs": epochs, "hidden": args.hidden, "dropout": args.dropout, "lr": args.lr,
              "weight_decay": args.weight_decay, "batch_size": args.batch_size, "patience": 100_000, "eval_every": 1,
-             "metric": "ndcg@10"}
+             "metric": "ndcg@10", "mixed_precision": args.mixed_precision}
     if model == "sasrec":
         hyper.update(layers=args.layers, heads=args.heads, norm=args.norm)
     else:
@@ -241,7 +241,8 @@ def run_seqrec(dataset: str, model: str, args, epochs: int, turn=None) -> dict:
     finally:
         uninstall()
     test_seconds = clocks.eval_seconds["test"]
-    return {"side": "seqrec", "threads": torch.get_num_threads(), "users": row.stats["users"],
+    return {"side": "seqrec", "threads": torch.get_num_threads(), "mixed_precision": args.mixed_precision,
+            "users": row.stats["users"],
             "items": row.stats["items"], "interactions": row.stats["interactions"], "examples_digest": digests,
             "train_examples": clocks.train_examples, "epoch_seconds": clocks.epoch_seconds,
             "eval_seconds": clocks.eval_seconds["valid"], "test_eval_seconds": test_seconds, "fit_seconds": wall,
@@ -314,7 +315,7 @@ def recbole_job(dataset: str, model: str, args, epochs: int, profile_batches: in
             "lr": args.lr, "weight_decay": args.weight_decay, "batch_size": args.batch_size,
             "eval_batch_size": args.eval_batch_size, "epochs": epochs, "seed": args.seed, "hidden": args.hidden,
             "layers": args.layers if model == "sasrec" else 1, "heads": args.heads, "dropout": args.dropout,
-            "threads": args.threads, "profile_batches": profile_batches}
+            "amp": args.mixed_precision != "no", "threads": args.threads, "profile_batches": profile_batches}
 
 
 class RecBoleSide:
@@ -402,7 +403,8 @@ def spread(recbole: list[float], seqrec: list[float]) -> str:
 
 def report(dataset: str, model: str, epochs: int, ours: dict, theirs: dict, load: tuple) -> dict:
     print(f"\n=== {dataset} {MODEL_NAMES[model]}: {epochs} epochs, threads seqrec {ours['threads']} / RecBole "
-          f"{theirs['threads']}, load average {load[0]:.2f} -> {load[1]:.2f} ===")
+          f"{theirs['threads']}, mixed precision {ours['mixed_precision']}, load average {load[0]:.2f} -> "
+          f"{load[1]:.2f} ===")
     print(f"data      seqrec  users {ours['users']} items {ours['items']} interactions {ours['interactions']} "
           f"training examples {ours['train_examples']}")
     print(f"          RecBole users {theirs['users']} items {theirs['items']} interactions {theirs['interactions']} "
@@ -442,6 +444,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--eval-batch-size", type=int, default=1024, help="RecBole's (seqrec's Evaluator uses 1024)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--mixed-precision", choices=("no", "bf16"), default="no",
+                        help="bf16: seqrec trains and evaluates under bf16 autocast (scores stay float32), RecBole "
+                             "trains with enable_amp (bf16 autocast on CPUs; its evaluation stays float32)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads on both sides (0: torch's default)")
     parser.add_argument("--profile", type=int, default=0, metavar="BATCHES",
                         help="also profile this many training batches and one evaluation on both sides")

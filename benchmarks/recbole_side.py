@@ -42,6 +42,7 @@ def recbole_config(job: dict, workdir: str) -> dict:
         "train_batch_size": job["batch_size"], "eval_batch_size": job["eval_batch_size"],
         "epochs": job["epochs"], "eval_step": 1, "stopping_step": 10**9,
         "metrics": ["Recall", "NDCG"], "topk": [10], "valid_metric": "NDCG@10",
+        "enable_amp": job["amp"],
         "seed": job["seed"], "reproducibility": True, "use_gpu": False, "gpu_id": "", "worker": 0,
         "checkpoint_dir": os.path.join(workdir, "saved"), "show_progress": False, "log_wandb": False,
         "state": "WARNING", "save_dataset": False, "save_dataloaders": False,

@@ -72,6 +72,22 @@ def test_attention_speed_paths_equal_the_plain_formulation(newest_only, training
     torch.testing.assert_close(fast_grad, plain_grad, atol=1e-5, rtol=1e-5)
 
 
+def test_scores_stay_float32_under_bf16_autocast():
+    """Mixed-precision evaluation runs the encoder in bf16 but must not round the scores to bf16: with 8 bits of
+    mantissa, nearby items would tie and the ranks would be decided by rounding."""
+    torch.manual_seed(0)
+    model = SASRec(500, SASRecConfig(hidden=16, layers=2, heads=2, max_len=8)).eval()
+    rows = histories(items=500)
+    exact = model.scores(None, rows)
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        mixed = model.scores(None, rows)
+    assert mixed.dtype == torch.float32 and torch.isneginf(mixed[:, 0]).all()
+    real = mixed[:, 1:]
+    assert all(len(row.unique()) == real.shape[1] for row in real)  # bf16-rounded scores tie by the dozen here
+    assert len(real[0].bfloat16().unique()) < real.shape[1]
+    torch.testing.assert_close(mixed, exact, atol=0.1, rtol=0.05)  # only the encoder's bf16 error
+
+
 def test_catalogue_cross_entropy_is_the_loss_with_the_padding_item_masked():
     torch.manual_seed(0)
     states = torch.randn(5, 8, requires_grad=True)

@@ -4,6 +4,7 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from recsys_fixtures import make_walk_dataset
@@ -38,6 +39,16 @@ def test_every_model_learns_the_walk(walk, model, options):
     assert set(test) >= {"recall@10", "ndcg@10", "mrr"}
     assert test["recall@10"] > 0.6  # chance is 10 / 24
     assert store.get_run(run_id).status == "finished" and store.artifacts(run_id, kind="model")
+
+
+def test_bf16_mixed_precision_after_a_float32_run_in_the_same_process(walk):
+    """Accelerate's process-wide state must not pin the first run's precision (experiments.toml runs its steps in
+    one process); bf16 training and evaluation still learn the walk."""
+    train_model("sasrec", "walk", seeds=[0], **{**FAST, "epochs": 1})
+    (run_id,) = train_model("sasrec", "walk", seeds=[0], mixed_precision="bf16", **FAST)
+    store = open_store()
+    assert store.get_run(run_id).config["hyper"]["mixed_precision"] == "bf16"
+    assert store.final_metrics(run_id)["test"]["recall@10"] > 0.6
 
 
 def test_a_resumed_run_ends_with_the_same_metrics(walk, monkeypatch):
@@ -104,6 +115,9 @@ def test_frozen_item_embeddings_with_an_adapter(walk, tmp_path):
     (["train", "sasrec", "--dataset", "walk", "--eval", "sampled:x"], "unknown evaluation protocol"),
     (["train", "sasrec", "--dataset", "walk", "--noise", "insertion"], "unknown noise"),
     (["train", "sasrec", "--dataset", "walk", "--metric", "hr@10"], "metric 'hr@10' is not computed under full"),
+    pytest.param(["train", "sasrec", "--dataset", "walk", "--mixed-precision", "fp16"],
+                 "fp16 mixed precision needs a GPU", marks=pytest.mark.skipif(torch.cuda.is_available(),
+                                                                            reason="a GPU runs fp16")),
 ])
 def test_bad_input_is_one_line_and_exit_2(walk, args, message):
     result = CliRunner().invoke(app, args)

@@ -42,7 +42,9 @@ def train(
     patience: Optional[int] = typer.Option(None, help="Stop after N validations without improvement [10]."),
     metric: Optional[str] = typer.Option(None, help="Validation metric for early stopping [ndcg@10]."),
     grad_accum: Optional[int] = typer.Option(None, help="Gradient accumulation steps [1]."),
-    mixed_precision: Optional[str] = typer.Option(None, help="no, bf16 or fp16 \\[no]."),
+    mixed_precision: Optional[str] = typer.Option(
+        None, help="no, bf16 (CPUs and GPUs) or fp16 (GPUs): training and evaluation under autocast, scores kept "
+                   "float32 \\[no]."),
 ) -> None:
     """Train a recommender once per seed; metrics per epoch and final test metrics go to the database."""
     from seqrec.recsys.runner import train_model

@@ -108,11 +108,12 @@ class Evaluator:
         shard_end = count * (accelerator.process_index + 1) // accelerator.num_processes
         device = accelerator.device
         ranks = [torch.zeros(0, dtype=torch.long, device=device)]  # an empty shard still reports every metric
-        with torch.inference_mode():
+        # The training's mixed precision (Accelerate's autocast) applies here too; scores() keeps the scores float32.
+        with torch.inference_mode(), accelerator.autocast():
             for start in range(shard_start, shard_end, self.batch_size):
                 end = min(start + self.batch_size, shard_end)
                 targets = self.targets[start:end].to(device)
-                scores = model.scores(self.users[start:end].to(device), self.histories[start:end].to(device)).float()
+                scores = model.scores(self.users[start:end].to(device), self.histories[start:end].to(device))
                 if self.seen is not None:
                     scores = mask_seen(scores, *self.seen_in(start, end, device), targets)
                 if self.candidates is None:

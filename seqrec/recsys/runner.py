@@ -58,6 +58,9 @@ def resolve_hyper(model_name: str, max_len: int, protocol: str, hyper: dict):
     train_config = TrainConfig(**{k: v for k, v in hyper.items() if k in train_fields})
     if getattr(model_config, "heads", 1) and model_config.hidden % getattr(model_config, "heads", 1):
         raise SeqrecError(f"hidden ({model_config.hidden}) must be divisible by heads ({model_config.heads})")
+    if train_config.mixed_precision == "fp16" and PartialState().device.type == "cpu":
+        # Accelerate would quietly train in float32 and the run would still say fp16
+        raise SeqrecError("fp16 mixed precision needs a GPU; on CPUs use bf16 (fast with AVX512-BF16 or AMX)")
     if train_config.metric not in metric_names(protocol):
         raise SeqrecError(f"metric {train_config.metric!r} is not computed under {protocol}; choose one of "
                           f"{', '.join(metric_names(protocol))}")

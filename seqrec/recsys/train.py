@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 from accelerate import Accelerator
+from accelerate.state import AcceleratorState
 from accelerate.utils import DataLoaderConfiguration, set_seed
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from torch.utils.data import DataLoader, Dataset
@@ -55,6 +56,10 @@ class LoopState:
 
 def make_accelerator(config: TrainConfig, run=None) -> Accelerator:
     keep_freed_memory()
+    # Accelerate keeps one state per process and refuses an Accelerator whose mixed precision differs from the
+    # first one's (an experiments.toml step in bf16 after one in float32). Each training starts from its own config;
+    # the process group (PartialState) is kept.
+    AcceleratorState._reset_state()
     accelerator = Accelerator(gradient_accumulation_steps=config.grad_accum, mixed_precision=config.mixed_precision,
                               log_with=[SeqrecTracker(run)] if run is not None else None,
                               dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True))
