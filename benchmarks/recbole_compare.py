@@ -242,8 +242,8 @@ def run_seqrec(dataset: str, model: str, args, epochs: int, turn=None) -> dict:
         uninstall()
     test_seconds = clocks.eval_seconds["test"]
     return {"side": "seqrec", "threads": torch.get_num_threads(), "mixed_precision": args.mixed_precision,
-            "users": row.stats["users"],
-            "items": row.stats["items"], "interactions": row.stats["interactions"], "examples_digest": digests,
+            "users": row.stats["users"], "items": row.stats["items"], "interactions": row.stats["interactions"],
+            "examples_digest": digests,
             "train_examples": clocks.train_examples, "epoch_seconds": clocks.epoch_seconds,
             "eval_seconds": clocks.eval_seconds["valid"], "test_eval_seconds": test_seconds, "fit_seconds": wall,
             "test": {key: clocks.metrics["test"][key] for key in ("ndcg@10", "recall@10")}}
