@@ -73,6 +73,8 @@ def test_a_resumed_run_ends_with_the_same_metrics(walk, monkeypatch):
     expected = store.final_metrics(uninterrupted)["test"]
     resumed = store.final_metrics(interrupted)["test"]
     assert resumed == pytest.approx(expected, abs=1e-6)
+    # it continued from the epoch-2 checkpoint (epoch 3 ran twice: interrupted in its validation, then again)
+    assert [metric.step for metric in store.metrics(interrupted, split="train", key="loss")] == [1, 2, 3, 3, 4, 5, 6]
 
 
 def test_sampled_evaluation_stores_and_reuses_candidates(walk):
@@ -132,20 +134,24 @@ def test_resuming_a_finished_run_is_refused(walk):
     assert result.exit_code == 2 and "is finished" in result.stderr
 
 
-def test_two_processes_under_accelerate_launch_make_one_run(walk, seqrec_home):
-    (single,) = train_model("sasrec", "walk", seeds=[0], **FAST)
-    command = [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2",
-               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-               "-m", "seqrec", "train", "sasrec", "--dataset", "walk", "--seeds", "0", "--experiment", "ddp",
+def test_two_processes_under_torchrun_make_one_run_per_seed(walk, seqrec_home):
+    """A real two-process job on CPUs (gloo) over two seeds: one run per seed, each recording its two processes and
+    one set of test metrics, with a loss like that of one process taking both processes' batches at once."""
+    (single,) = train_model("sasrec", "walk", seeds=[0], **{**FAST, "batch_size": 2 * FAST["batch_size"]})
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+               "-m", "seqrec", "train", "sasrec", "--dataset", "walk", "--seeds", "0,1", "--experiment", "ddp",
                *[f"--{key.replace('_', '-')}={value}" for key, value in FAST.items()]]
     result = subprocess.run(command, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True,
                             timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     store = open_store()
-    (run,) = store.list_runs(experiment="ddp")
-    assert run.status == "finished"
-    assert len(store.metrics(run.id, split="test", key="ndcg@10")) == 1
-    losses = store.metrics(run.id, split="train", key="loss")
-    assert len(losses) == FAST["epochs"]
-    single_loss = store.metrics(single, split="train", key="loss")[-1].value
-    assert losses[-1].value == pytest.approx(single_loss, rel=0.5)
+    runs = sorted(store.list_runs(experiment="ddp"), key=lambda run: run.seed)
+    assert [(run.seed, run.status, run.config["processes"]) for run in runs] == [(0, "finished", 2), (1, "finished", 2)]
+    assert "processes" not in store.get_run(single).config
+    for run in runs:
+        assert len(store.metrics(run.id, split="test", key="ndcg@10")) == 1
+        assert len(store.metrics(run.id, split="train", key="loss")) == FAST["epochs"]
+    losses, single_losses = ([metric.value for metric in store.metrics(run_id, split="train", key="loss")]
+                             for run_id in (runs[0].id, single))
+    assert losses[-1] < losses[0] / 4 and single_losses[-1] < single_losses[0] / 4  # both learned
+    assert single_losses[-1] / 2 < losses[-1] < single_losses[-1] * 2

@@ -228,7 +228,6 @@ def distill_run(config: dict, experiment: str | None, resume: int | None) -> int
         objective, _ = fit(objective, items, KLValidation(data.num_items, train_config.batch_size, seed),
                            train_config, accelerator, run_dir, seed, resume=resume is not None,
                            validate_first=True)
-        accelerator.end_training()
         if run is None:
             return None
         save_embedder(run, objective.student, tokenizer, student_path,

@@ -301,7 +301,6 @@ def stage_run(config: dict, experiment: str | None, resume: int | None) -> int |
         validate = LossValidation(valid_set, train_config.batch_size, seed, train_mode=stage == "ic")
         objective, _ = fit(objective, train_set, validate, train_config, accelerator, run_dir, seed,
                            resume=resume is not None, validate_first=True)
-        accelerator.end_training()
         if run is None:
             return None
         meta = {"model": config["model"], "stage": stage, "dataset": config["dataset"]}

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from accelerate import PartialState
 from accelerate.utils import broadcast_object_list
 
 from seqrec.data.noise import parse_noise
@@ -19,7 +18,7 @@ from seqrec.errors import SeqrecError
 from seqrec.recsys.evaluate import Evaluator, parse_protocol
 from seqrec.recsys.metrics import FULL_METRICS, SAMPLED_METRICS
 from seqrec.recsys.models import MODELS
-from seqrec.recsys.train import TrainConfig, fit, make_accelerator
+from seqrec.recsys.train import TrainConfig, fit, leave_together, make_accelerator, process_state
 from seqrec.settings import get_settings
 from seqrec.store import Artifact, file_digest, open_store
 
@@ -58,7 +57,7 @@ def resolve_hyper(model_name: str, max_len: int, protocol: str, hyper: dict):
     train_config = TrainConfig(**{k: v for k, v in hyper.items() if k in train_fields})
     if getattr(model_config, "heads", 1) and model_config.hidden % getattr(model_config, "heads", 1):
         raise SeqrecError(f"hidden ({model_config.hidden}) must be divisible by heads ({model_config.heads})")
-    if train_config.mixed_precision == "fp16" and PartialState().device.type == "cpu":
+    if train_config.mixed_precision == "fp16" and process_state().device.type == "cpu":
         # Accelerate would quietly train in float32 and the run would still say fp16
         raise SeqrecError("fp16 mixed precision needs a GPU; on CPUs use bf16 (fast with AVX512-BF16 or AMX)")
     if train_config.metric not in metric_names(protocol):
@@ -100,8 +99,16 @@ def item_embeddings(spec: str | None, num_items: int) -> tuple[np.ndarray | None
 
 
 def main_process_run(kind: str, config: dict, **run_options):
-    """The run is opened by the main process only; every process learns its id and folder."""
-    state = PartialState()
+    """The run is opened by the main process only; every process learns its id and folder.
+
+    A job of several processes records how many in its config: each process takes a batch of ``batch_size``
+    (Accelerate's convention), so the update sees that many times more examples than a one-process run. The count
+    is this job's own (an evaluation copies its training run's config).
+    """
+    state = process_state()
+    config = {key: value for key, value in config.items() if key != "processes"}
+    if state.num_processes > 1:
+        config["processes"] = state.num_processes
     context = open_store().start_run(kind, config, **run_options) if state.is_main_process else nullcontext(None)
     return state, context
 
@@ -164,7 +171,7 @@ def train_one(config: dict, experiment: str | None, resume: int | None) -> int |
                            trainer_config, accelerator, run_dir, seed, resume=resume is not None)
         metrics = evaluators["test"].evaluate(model, accelerator)
         accelerator.log(metrics, step=state.best_epoch, log_kwargs={"seqrec": {"split": "test"}})
-        accelerator.end_training()
+        leave_together(accelerator)
         if run is not None:
             run.log_artifact(run_dir / "best.pt", kind="model", meta={"model": config["model"]})
             return run.id
@@ -208,5 +215,5 @@ def evaluate_run(run_id: int, noise: str | None = None, eval: str | None = None,
         evaluator = Evaluator(data, "test", protocol=config["eval"], noise=config["noise"], seed=trained.seed,
                               mask_seen_items=config["mask_seen"], data_folder=Path(get_dataset(trained.dataset).path))
         accelerator.log(evaluator.evaluate(model, accelerator), log_kwargs={"seqrec": {"split": "test"}})
-        accelerator.end_training()
+        leave_together(accelerator)
         return run.id if run is not None else None

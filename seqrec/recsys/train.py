@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
-from accelerate import Accelerator
+from accelerate import Accelerator, PartialState
 from accelerate.state import AcceleratorState
-from accelerate.utils import DataLoaderConfiguration, set_seed
+from accelerate.utils import DataLoaderConfiguration, DistributedType, set_seed
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from torch.utils.data import DataLoader, Dataset
 
@@ -54,8 +55,31 @@ class LoopState:
         return cls(**json.loads(path.read_text()))
 
 
+def process_state() -> PartialState:
+    """This process's place in the job; the first call forms the process group.
+
+    Under a distributed launcher (``torchrun --nproc_per_node N``) on a machine without GPUs, Accelerate groups the
+    processes (gloo) only when asked for CPUs: left alone, every process would train on its own and record a run.
+    The group lives as long as the process: a job may train several seeds or steps (Accelerate's ``end_training``
+    would close it after the first).
+    """
+    state = PartialState()
+    if state.distributed_type == DistributedType.NO and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        PartialState._reset_state()
+        state = PartialState(cpu=True)
+    return state
+
+
+def leave_together(accelerator: Accelerator) -> None:
+    """End a job's collectives with a barrier. A process that exits right after an all-reduce of a Python tensor
+    can be aborted: gloo's worker thread frees the tensor after Python let go of it, and needs the GIL to do so
+    while the interpreter is shutting down. Waiting here lets it finish."""
+    accelerator.wait_for_everyone()
+
+
 def make_accelerator(config: TrainConfig, run=None) -> Accelerator:
     keep_freed_memory()
+    process_state()
     # Accelerate keeps one state per process and refuses an Accelerator whose mixed precision differs from the
     # first one's (an experiments.toml step in bf16 after one in float32). Each training starts from its own config;
     # the process group (PartialState) is kept.
@@ -140,6 +164,6 @@ def fit(model: torch.nn.Module, train_set: Dataset, validate, config: TrainConfi
 
     accelerator.wait_for_everyone()
     model = accelerator.unwrap_model(model)
-    if best_weights.exists():
-        model.load_state_dict(torch.load(best_weights, map_location=accelerator.device, weights_only=True))
+    if best_weights.exists():  # read onto the CPU (torch.load cannot map to a multi-CPU job's "cpu:0"), then copied
+        model.load_state_dict(torch.load(best_weights, map_location="cpu", weights_only=True))
     return model, state
