@@ -2,6 +2,10 @@
 ``item_emb = "embed:..."`` / ``"distill:..."``, finished work is skipped, and the distill report pairs the
 distilled student with its base model."""
 
+import os
+import subprocess
+import sys
+
 import pandas as pd
 from llm_fixtures import GENRES, TITLES, tiny_llama, tiny_qwen2  # noqa: F401  (fixtures)
 from typer.testing import CliRunner
@@ -87,3 +91,20 @@ def test_a_distill_experiment_needs_a_teacher_and_a_student(tmp_path, tiny_llama
     path.write_text(path.read_text().replace('teacher = "teacher"\n', ""))
     result = runner.invoke(app, ["run", "distilled", "--file", str(path)])
     assert result.exit_code == 2 and "the distill stage needs a teacher and a student" in result.stderr
+
+
+def test_the_study_runs_under_torchrun_with_two_processes(tmp_path, tiny_llama, tiny_qwen2):
+    """prepare and embed run on the main process, distill and train in both (gloo); every process plans from the
+    same database, and the fresh database is migrated once."""
+    path = study_file(tmp_path, tiny_qwen2, tiny_llama)
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+               "-m", "seqrec", "run", "study", "--file", str(path)]
+    result = subprocess.run(command, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True,
+                            timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    store = open_store()
+    (distilled,) = store.list_runs(kind="distill")
+    trained = store.list_runs(kind="train", experiment="study")
+    assert distilled.config["processes"] == 2 and len(trained) == 4
+    assert {(run.status, run.config["processes"]) for run in trained} == {("finished", 2)}
+    assert "processes" not in store.list_runs(kind="embed")[0].config

@@ -1,3 +1,4 @@
+import multiprocessing
 import os
 import signal
 import subprocess
@@ -61,6 +62,15 @@ def test_upgrading_a_first_schema_database_keeps_every_row(tmp_path):
         connection.exec_driver_sql(RUN_ROW)
         assert connection.exec_driver_sql("SELECT id FROM run ORDER BY id").scalars().all() == [1, 3]
     engine.dispose()
+
+
+def test_processes_opening_a_new_database_at_once_migrate_it_once(tmp_path):
+    """The processes of a torchrun job open the store together; one migrates, the others find it at head."""
+    url = f"sqlite:///{tmp_path / 'home' / 'seqrec.db'}"
+    with multiprocessing.get_context("fork").Pool(4) as pool:
+        results = pool.map(upgrade_database, [url] * 4)
+    head = head_revision(url)
+    assert sorted(results, key=lambda result: result[0] is not None) == [(None, head)] + [(head, head)] * 3
 
 
 def test_sqlite_is_opened_with_wal_foreign_keys_and_busy_timeout():

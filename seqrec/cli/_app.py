@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import click
 import typer
 from rich.console import Console
@@ -9,7 +11,7 @@ from typer.core import TyperGroup
 
 from seqrec.errors import SeqrecError
 
-console = Console()
+console = Console(quiet=os.environ.get("RANK", "0") != "0")  # in a multi-process job (torchrun) the first prints
 error_console = Console(stderr=True)
 
 

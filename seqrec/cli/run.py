@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from seqrec.cli._app import console
@@ -17,7 +18,8 @@ def show_plan(plan) -> None:
     for experiment in plan.order:
         for point in plan.points[experiment]:
             style = STATUS_STYLE.get(point.status, "")
-            table.add_row(experiment, point.stage, str(point.run_id or ""), f"[{style}]{point.status}[/]", point.label)
+            table.add_row(experiment, point.stage, str(point.run_id or ""), f"[{style}]{point.status}[/]",
+                          escape(point.label))
     console.print(table)
 
 
@@ -45,8 +47,9 @@ def run(
 
     def report(point) -> None:
         style = STATUS_STYLE.get(point.status, "")
-        console.print(f"[{style}]{point.status}[/] {point.experiment} {point.stage} {point.label}"
-                      + (f": {point.error}" if point.error else ""), highlight=False)
+        console.print(f"[{style}]{point.status}[/] " + escape(f"{point.experiment} {point.stage} {point.label}"
+                                                               + (f": {point.error}" if point.error else "")),
+                      highlight=False)
 
     plan = run_experiment(experiment, file, force, on_point=report)
     failed = [point for points in plan.points.values() for point in points if point.status == "failed"]
@@ -54,5 +57,5 @@ def run(
     if failed:
         console.print(f"[red]{len(failed)} point(s) failed:[/]")
         for point in failed:
-            console.print(f"  {point.experiment} {point.label}: {point.error}", highlight=False)
+            console.print(escape(f"  {point.experiment} {point.label}: {point.error}"), highlight=False)
         raise typer.Exit(1)

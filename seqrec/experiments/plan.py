@@ -285,19 +285,28 @@ def make_plan(name: str, path: Path | str = "experiments.toml") -> tuple[Experim
     return spec, plan
 
 
+# Stages whose work Accelerate shares among the processes of a multi-process job (torchrun); the others (prepare,
+# embed) run on the main process alone, so that no two processes write the same dataset or embeddings.
+SHARED_STAGES = ("train", "evaluate", "distill")
+
+
 def run_experiment(name: str, path: Path | str = "experiments.toml", force: bool = False,
                    on_point: Callable[[Point], None] | None = None) -> Plan:
     """Run every point not yet done, experiment by experiment (each re-planned when its turn comes, so that it
     sees what the experiments before it made); failures are recorded on their points and the rest goes on."""
+    from seqrec.recsys.train import process_state
+
     path = Path(path)
+    processes = process_state()
     spec, plan = make_plan(name, path)
     for experiment in plan.order:
         plan.points[experiment] = points_of(spec, experiment, path)
         for point in plan.points[experiment]:
             if point.execute is None or (point.status == "done" and not force):
                 continue
+            shared = point.stage in SHARED_STAGES
             try:
-                result = point.execute()
+                result = point.execute() if shared or processes.is_main_process else None
                 point.status = "done"
                 point.run_id = result[0] if isinstance(result, list) else getattr(result, "id", result)
             except KeyboardInterrupt:
@@ -307,6 +316,7 @@ def run_experiment(name: str, path: Path | str = "experiments.toml", force: bool
             except Exception as exc:  # one failed grid point must not stop the others; its run records the error
                 point.status, point.error = "failed", f"{type(exc).__name__}: {exc}"
                 traceback.print_exc()
+            processes.wait_for_everyone()  # every process plans what comes next from the same database
             if on_point is not None:
                 on_point(point)
     return plan

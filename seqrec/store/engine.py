@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import fcntl
+import os
 import sqlite3
-from contextlib import closing
+from contextlib import closing, contextmanager
 from pathlib import Path
 
 from alembic import command
@@ -96,9 +98,30 @@ def stored_revision(url: str) -> str | None:
         engine.dispose()
 
 
+@contextmanager
+def folder_lock(path: Path | None):
+    """Hold an exclusive lock on the database's folder: processes that open a new database at the same moment (the
+    processes of a torchrun job) take turns to migrate it instead of creating the same tables twice."""
+    if path is None:
+        yield
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    folder = os.open(path.parent, os.O_RDONLY)
+    try:
+        fcntl.flock(folder, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(folder)  # releases the lock
+
+
 def upgrade_database(url: str) -> tuple[str | None, str | None]:
     """Bring the database to the newest schema; returns (revision before, revision after)."""
     path = sqlite_path(url)
+    with folder_lock(path):
+        return upgrade_unlocked(url, path)
+
+
+def upgrade_unlocked(url: str, path: Path | None) -> tuple[str | None, str | None]:
     if path is not None:
         check_sqlite_file(path)
     before = stored_revision(url)
