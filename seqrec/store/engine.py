@@ -122,6 +122,7 @@ def upgrade_database(url: str) -> tuple[str | None, str | None]:
 
 
 def upgrade_unlocked(url: str, path: Path | None) -> tuple[str | None, str | None]:
+    """The upgrade itself, under the caller's folder lock."""
     if path is not None:
         check_sqlite_file(path)
     before = stored_revision(url)
