@@ -66,6 +66,12 @@ def test_k_core_matches_a_plain_python_computation():
     assert kept.tolist() == [position for _, _, position in rows] and 0 < len(kept) < 800
 
 
+def test_k_core_repeats_until_nothing_changes():
+    """User 4 goes first, which leaves item 3 with one interaction, which then leaves user 3 with one."""
+    users, items = np.array([1, 1, 2, 2, 3, 3, 4]), np.array([1, 2, 1, 2, 1, 3, 3])
+    assert k_core(users, items, 2).tolist() == [0, 1, 2, 3]
+
+
 def interactions(lengths, times=None):
     """Sorted interactions: user u (1-based) has items 100u+1 .. 100u+n at times 1..n (or the given times)."""
     rows = [(u, 100 * u + t, (times or {}).get(u, range(1, n + 1))[t - 1])

@@ -110,11 +110,20 @@ def test_global_time_at_a_quantile():
     assert as_rows(test) == [(2, [6], 7)]
 
 
-@pytest.mark.parametrize("args, recorded", [
-    (["--split", "user-ratio", "--split-ratio", "3:1:1"], {"split": "user-ratio", "split_ratio": [0.6, 0.2, 0.2]}),
-    (["--split", "global-time", "--time-quantile", "0.7"], {"split": "global-time", "time_quantile": 0.7}),
+def rows_of_the_test_split(data) -> list[tuple[int, list[int], int]]:
+    return [(int(user), [int(item) for item in history], int(target))
+            for user, history, target in zip(data.test["user"], data.test["history"], data.test["target"])]
+
+
+@pytest.mark.parametrize("args, recorded, test_is_split", [
+    # two fifths of a user's items make test examples (up to three here); leave-one-out and 8:1:1 make one
+    (["--split", "user-ratio", "--split-ratio", "2:1:2"], {"split": "user-ratio", "split_ratio": [0.4, 0.2, 0.4]},
+     lambda data: data.test.groupby("user").size().max() == 3),
+    # one user's last item falls after the cut at the 0.7 quantile of the fixture's timestamps
+    (["--split", "global-time", "--time-quantile", "0.7"], {"split": "global-time", "time_quantile": 0.7},
+     lambda data: rows_of_the_test_split(data) == [(4, [4, 7], 8)]),
 ])
-def test_splits_through_the_cli_are_recorded(args, recorded):
+def test_splits_through_the_cli_are_recorded(args, recorded, test_is_split):
     result = CliRunner().invoke(app, ["data", "prepare", "amazon2023", "--category", "Video_Games", "--category",
                                       "All_Beauty", "--raw-dir", str(FIXTURES), "--k-core", "2", "--name", "s",
                                       *args])
@@ -125,6 +134,7 @@ def test_splits_through_the_cli_are_recorded(args, recorded):
     data = load_dataset("s")
     assert len(data.test) == row.stats["test_examples"] > 0
     assert all(target not in history for history, target in zip(data.test["history"], data.test["target"]))
+    assert test_is_split(data)
 
 
 # deletion noise -----------------------------------------------------------------------------------------------

@@ -35,6 +35,13 @@ def test_float_and_integer_counts_give_the_same_ranks(monkeypatch, dtype):
     assert target_ranks(scores, targets).tolist() == expected
 
 
+def test_a_catalogue_past_float32s_exact_counts_is_ranked_exactly():
+    """2**24 + 1 items at or above the target: a float32 count would round it to 2**24."""
+    scores = torch.zeros(1, 2**24 + 2)
+    scores[0, 0] = -math.inf
+    assert target_ranks(scores, torch.tensor([1])).tolist() == [2**24]
+
+
 def test_ties_count_against_the_target():
     scores = torch.tensor([[-math.inf, 0.5, 0.5, 0.5]])
     assert target_ranks(scores, torch.tensor([2])).tolist() == [2]
@@ -72,6 +79,8 @@ def test_sampled_candidates_rank_the_positive_among_its_negatives():
     candidates = torch.tensor([[2, 1, 4, 5]])  # positive 2 (0.8) vs 0.9, 0.1, 0.95
     ranks = sampled_ranks(scores, candidates)
     assert ranks.tolist() == [2]
+    tied = torch.tensor([[-math.inf, 0.5, 0.5, 0.5, 0.1]])
+    assert sampled_ranks(tied, torch.tensor([[2, 1, 3, 4]])).tolist() == [2]  # ties count against the positive
     values = sampled_metrics(ranks)
     assert set(values) == {"hr@1", "hr@5", "hr@10", "ndcg@5", "ndcg@10"}
     assert values["hr@1"].item() == 0.0 and values["hr@5"].item() == 1.0
