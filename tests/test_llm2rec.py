@@ -3,12 +3,15 @@
 import numpy as np
 import pytest
 import torch
-from llm_fixtures import killed_on_call, movies, tiny_llama, tiny_qwen2  # noqa: F401  (fixtures)
+from llm_fixtures import TITLES, killed_on_call, movies, tiny_llama, tiny_qwen2  # noqa: F401  (fixtures)
 from transformers import AutoModelForCausalLM, AutoTokenizer
 from typer.testing import CliRunner
 
 from seqrec.cli import app
 from seqrec.llm import llm2rec
+from seqrec.data.prepare import load_dataset
+from seqrec.llm.embed import pad_token_id, tokenize
+from seqrec.llm.encoder import ItemTextEncoder, contrastive_loss
 from seqrec.llm.llm2rec import NextTitleObjective, PaddedTexts, encode_history, train_embedder
 from seqrec.recsys.runner import train_model
 from seqrec.store import open_store
@@ -23,6 +26,7 @@ def test_the_history_text_ends_with_the_target_and_the_oldest_tokens_go_first(ti
     assert tokenizer.decode(ids[start:]) == "Fargo (1996)</s>"
     short, short_start = encode_history(tokenizer, ["Heat (1995)", "Casino (1995)"], "Fargo (1996)", max_length=12)
     assert len(short) == 12 and short[short_start:] == ids[start:]
+    assert 0 < short_start < start and short[:short_start] == ids[start - short_start:start]  # the newest kept
 
 
 def test_the_csft_loss_counts_only_the_target_tokens(tiny_llama):
@@ -98,3 +102,53 @@ def test_bad_options_are_one_clear_line(tiny_llama, movies, args, message):
     result = CliRunner().invoke(app, ["embed", "train", "--model", str(tiny_llama), "--dataset", movies, *args])
     assert result.exit_code == 2, result.output
     assert message in " ".join(result.output.split())
+
+
+def test_csft_examples_pair_the_newest_history_with_the_item_that_follows_it(movies):
+    data = load_dataset(movies)
+    for split in ("train", "valid"):
+        examples = llm2rec.history_examples(data, split, llm2rec.LLM2RecConfig(max_history=2), 40, seed=0)
+        assert examples
+        for history, target in examples:
+            assert 1 <= len(history) <= 2
+            chain = [TITLES.index(title) for title in [*history, target]]
+            # the fixture's users watch consecutive titles
+            assert all(b == (a + 1) % len(TITLES) for a, b in zip(chain, chain[1:])), (history, target)
+
+
+def test_mntp_predicts_the_masked_tokens_from_masked_input(monkeypatch):
+    seen = {}
+
+    def capture(model, ids, mask, labels):
+        seen.update(ids=ids, labels=labels)
+        return torch.tensor(0.0)
+
+    monkeypatch.setattr(llm2rec, "labelled_token_loss", capture)
+    torch.manual_seed(0)
+    ids = torch.randint(5, 50, (4, 12))
+    mask = torch.ones_like(ids)
+    mask[2, 8:] = 0
+    llm2rec.MaskedNextTokenObjective(None, mask_token_id=99, mask_prob=0.4)(ids, mask, torch.zeros(4))
+    chosen = seen["labels"] != -100
+    assert chosen.any() and not chosen[:, 0].any() and (mask[chosen] == 1).all()
+    assert torch.equal(seen["labels"][chosen], ids[chosen])
+    assert (seen["ids"][chosen] == 99).all() and torch.equal(seen["ids"][~chosen], ids[~chosen])
+
+
+def test_mntp_and_ic_attend_both_ways_and_csft_causally():
+    assert [llm2rec.resolve_options(stage, {})[0].attention for stage in ("csft", "mntp", "ic")] == \
+        ["causal", "bidirectional", "bidirectional"]
+
+
+def test_ic_contrasts_two_dropout_views_of_each_item(tiny_qwen2):
+    config, _ = llm2rec.resolve_options("ic", {"dropout": 0.3, "ic_temperature": 0.2})
+    model, tokenizer = llm2rec.load_for_stage(str(tiny_qwen2), "ic", config)
+    encoder = ItemTextEncoder(model, tokenize(tokenizer, TITLES, "mean", 16), pad_token_id(tokenizer), "mean")
+    objective = llm2rec.ContrastiveObjective(encoder, 0.2).train()
+    items = torch.tensor([2, 4, 6, 8, 10])
+    torch.manual_seed(3)
+    loss = objective(items)
+    torch.manual_seed(3)
+    first, second = encoder(items), encoder(items)
+    assert not torch.allclose(first, second)
+    assert loss.item() == pytest.approx(contrastive_loss(first, second, 0.2).item(), rel=1e-5)

@@ -4,14 +4,16 @@ resuming, shallower students, and bad input."""
 import numpy as np
 import pytest
 import torch
-from llm_fixtures import killed_on_call, movies, tiny_llama  # noqa: F401  (fixtures)
+import torch.nn.functional as F
+from llm_fixtures import TITLES, killed_on_call, movies, tiny_llama, tiny_qwen2  # noqa: F401  (fixtures)
 from transformers import AutoModel
 from typer.testing import CliRunner
 
 from seqrec.cli import app
 from seqrec.llm import distill as distill_module
-from seqrec.llm.distill import distill, keep_layers
-from seqrec.llm.encoder import contrastive_loss, similarity_kl
+from seqrec.llm.distill import DistillConfig, DistillationObjective, KLValidation, distill, keep_layers, load_student
+from seqrec.llm.embed import pad_token_id, tokenize
+from seqrec.llm.encoder import ItemTextEncoder, contrastive_loss, similarity_kl
 from seqrec.llm.tiny import build_tiny_model
 from seqrec.recsys.runner import train_model
 from seqrec.store import open_store
@@ -149,3 +151,88 @@ def test_training_only_the_top_layers_gives_the_same_embeddings_from_cached_inpu
     assert student.config.num_hidden_layers == 4
     torch.testing.assert_close(student.layers[0].mlp.up_proj.weight, original.layers[0].mlp.up_proj.weight)
     assert not torch.equal(student.layers[3].mlp.up_proj.weight, original.layers[3].mlp.up_proj.weight)
+
+
+# the losses against their written definitions ---------------------------------------------------------------
+def reference_kl(teacher, student, tau):
+    """mean_i KL(P_i || Q_i), P_i / Q_i: softmax over j != i of cosine(i, j) / tau, teacher / student."""
+    teacher, student = F.normalize(teacher, dim=-1), F.normalize(student, dim=-1)
+    total = 0.0
+    for i in range(len(teacher)):
+        others = [j for j in range(len(teacher)) if j != i]
+        p = torch.softmax(teacher[i] @ teacher[others].T / tau, 0)
+        q = torch.softmax(student[i] @ student[others].T / tau, 0)
+        total += (p * (p.log() - q.log())).sum()
+    return total / len(teacher)
+
+
+@pytest.mark.parametrize("tau", [0.1, 0.5])
+def test_similarity_kl_is_kl_of_teacher_to_student_off_the_diagonal(tau):
+    torch.manual_seed(0)
+    teacher, student = torch.randn(7, 16), torch.randn(7, 24)
+    kl = similarity_kl(teacher, student, tau)
+    assert kl.item() == pytest.approx(reference_kl(teacher, student, tau).item(), rel=1e-4)
+    # KL is not symmetric: the teacher's distribution is the reference
+    assert abs(reference_kl(student, teacher, tau).item() - kl.item()) > 1e-3
+
+
+def test_contrastive_loss_is_infonce_on_cosines_over_temperature():
+    torch.manual_seed(0)
+    first, second = torch.randn(6, 8), torch.randn(6, 8)
+    logits = F.cosine_similarity(first[:, None], second[None], dim=-1) / 0.2
+    expected = F.cross_entropy(logits, torch.arange(6))
+    assert contrastive_loss(first, second, 0.2).item() == pytest.approx(expected.item(), rel=1e-5)
+    assert contrastive_loss(5 * first, second, 0.2).item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+def student_encoder(path, config):
+    backbone, tokenizer = load_student(str(path), config)
+    return ItemTextEncoder(backbone, tokenize(tokenizer, TITLES, "mean", 16), pad_token_id(tokenizer), "mean")
+
+
+def test_the_distillation_loss_is_weighted_kl_teacher_to_student_plus_ic_over_two_dropout_views(tiny_qwen2):
+    """lambda_kl * KL(teacher || first view) + lambda_ic * L_IC(first view, second view), at the configured tau."""
+    config = DistillConfig(lambda_kl=1.0, lambda_ic=0.5, tau=0.1, ic_temperature=0.2, dropout=0.3)
+    encoder = student_encoder(tiny_qwen2, config)
+    torch.manual_seed(0)
+    teacher = torch.randn(len(TITLES) + 1, 20)
+    objective = DistillationObjective(encoder, teacher, config).train()
+    items = torch.tensor([1, 3, 5, 7, 9, 11])
+    torch.manual_seed(1)
+    loss = objective(items)
+    torch.manual_seed(1)
+    first, second = encoder(items), encoder(items)
+    assert not torch.allclose(first, second)  # dropout: two different views
+    expected = 1.0 * reference_kl(teacher[items], first, 0.1) + 0.5 * contrastive_loss(first, second, 0.2)
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-4)
+
+
+def test_the_kl_term_alone_trains_the_student(tiny_qwen2):
+    """The student's side of the KL carries gradients (with L_IC off, nothing else would train it)."""
+    config = DistillConfig(lambda_kl=1.0, lambda_ic=0.0)
+    encoder = student_encoder(tiny_qwen2, config)
+    objective = DistillationObjective(encoder, torch.randn(len(TITLES) + 1, 20), config)
+    loss = objective(torch.arange(1, 8))
+    assert loss.requires_grad
+    loss.backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in encoder.parameters())
+
+
+def test_kl_validation_measures_kl_of_teacher_to_student(tiny_qwen2):
+    config = DistillConfig(lambda_kl=1.0, lambda_ic=0.0, tau=0.2)
+    encoder = student_encoder(tiny_qwen2, config)
+    torch.manual_seed(0)
+    teacher = torch.randn(len(TITLES) + 1, 20)
+    objective = DistillationObjective(encoder, teacher, config)
+
+    class Accelerator:
+        device = "cpu"
+
+        @staticmethod
+        def unwrap_model(model):
+            return model
+
+    validation = KLValidation(len(TITLES), 5, seed=0)
+    embeddings = encoder.embed_all()
+    expected = np.mean([reference_kl(teacher[batch], embeddings[batch], 0.2).item() for batch in validation.batches])
+    assert validation(objective, Accelerator())["kl"] == pytest.approx(expected, rel=1e-4)

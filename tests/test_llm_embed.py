@@ -11,6 +11,7 @@ from seqrec.data.prepared import PreparedData, write_prepared
 from seqrec.errors import SeqrecError
 from seqrec.llm.attention import set_attention
 from seqrec.llm.embed import embed_items, encode_batches, tokenize
+from seqrec.llm.encoder import ItemTextEncoder
 from seqrec.settings import get_settings
 from seqrec.store import open_store
 
@@ -100,3 +101,21 @@ def test_bad_options_are_refused_before_any_work(tiny_llama, movies):
             embed_items(str(tiny_llama), movies, **options)
     with pytest.raises(SeqrecError, match="no dataset named 'nope'"):
         embed_items(str(tiny_llama), "nope")
+
+
+@pytest.mark.parametrize("pooling", ["mean", "last"])
+def test_the_trainable_encoder_matches_unpadded_encoding_under_bidirectional_attention(tiny_llama, pooling):
+    model = AutoModel.from_pretrained(tiny_llama).eval()
+    tokenizer = AutoTokenizer.from_pretrained(tiny_llama)
+    set_attention(model, "bidirectional")
+    token_ids = tokenize(tokenizer, TITLES, pooling, 16)
+    assert len({len(ids) for ids in token_ids}) > 1  # the batch really is padded
+    one_at_a_time = encode_batches(model, token_ids, pad_id=0, pooling=pooling, batch_size=1)
+    encoder = ItemTextEncoder(model, token_ids, 0, pooling)
+    np.testing.assert_allclose(encoder.embed_all()[1:].numpy(), one_at_a_time, atol=1e-5)
+
+
+def test_eos_pooling_truncates_to_make_room_for_the_eos_token(tiny_llama):
+    tokenizer = AutoTokenizer.from_pretrained(tiny_llama)
+    (ids,) = tokenize(tokenizer, ["The Lord of the Rings: The Return of the King (2003)"], "eos", 6)
+    assert len(ids) == 6 and ids[-1] == tokenizer.eos_token_id

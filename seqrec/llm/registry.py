@@ -124,7 +124,7 @@ def materialise(spec: ModelSpec, from_dir: Path | None, staging: Path) -> tuple[
             dequantise_gguf(gguf_files[0], staging)
         else:
             copy_model_folder(from_dir, staging)
-        return f"local:{from_dir.resolve()}", None
+        return f"{LOCAL_SOURCE}{from_dir.resolve()}", None
     packaged = spec.packaged
     if packaged is not None and (folder := package_folder(packaged.module)) is not None:
         revision = f"{packaged.package}=={importlib.metadata.version(packaged.package)}"
@@ -140,6 +140,7 @@ def materialise(spec: ModelSpec, from_dir: Path | None, staging: Path) -> tuple[
     return download(spec, staging)
 
 
+LOCAL_SOURCE = "local:"  # a model's source when it was pulled from a folder: local:/absolute/path
 WEIGHT_PATTERNS = ["*.json", "*.safetensors", "*.model", "*.txt", "*.jinja", "1_Pooling/*"]
 
 
@@ -257,6 +258,17 @@ def trained_model_record(reference: str) -> ModelRecord:
     return ModelRecord(alias=reference, path=folders[-1].path, sha256=folders[-1].sha256, revision=None)
 
 
+def pulled_from_folder(row: Model | None) -> Path | None:
+    """The folder a recorded model was pulled from, when its copy in the store is gone: pulled again from there."""
+    if row is None or not row.source.startswith(LOCAL_SOURCE):
+        return None
+    folder = Path(row.source.removeprefix(LOCAL_SOURCE))
+    if not folder.is_dir():
+        raise SeqrecError(f"model {row.alias!r}: its copy in the store ({row.path}) is gone, and so is the folder "
+                          f"it was pulled from ({folder}); pull it again: seqrec models pull {row.alias} --from FOLDER")
+    return folder
+
+
 def model_record(name: str) -> ModelRecord:
     """A pulled alias, ``run:ID`` (a model a run trained), a local folder used in place, or a registry alias /
     hub id pulled now."""
@@ -269,7 +281,7 @@ def model_record(name: str) -> ModelRecord:
             raise SeqrecError(f"{folder} is not a Hugging Face model folder (it has no config.json)")
         return ModelRecord(alias=str(folder), path=str(folder), sha256=file_digest(folder)[0], revision=None)
     if row is None or not Path(row.path, "config.json").exists():
-        row = pull(name)
+        row = pull(name, from_dir=pulled_from_folder(row))
     return ModelRecord(alias=row.alias, path=row.path, sha256=row.sha256, revision=row.revision)
 
 
