@@ -135,3 +135,19 @@ def test_every_command_is_a_plain_function_too():
     for name in seqrec.API:
         assert callable(getattr(seqrec, name)), name
     assert seqrec.db_status()["up_to_date"] is not None
+
+
+def test_help_texts_survive_rich_markup():
+    """Help is rendered as rich markup, where "[word@...]" or "[bold]" would be read as a tag and vanish: every
+    help text must print as written (a literal bracket is escaped as "\\[")."""
+    import typer.main
+    from rich.text import Text
+
+    def commands(command, path=()):
+        yield path, command
+        for name, sub in getattr(command, "commands", {}).items():
+            yield from commands(sub, (*path, name))
+
+    for path, command in commands(typer.main.get_command(app)):
+        for text in [command.help or "", *(getattr(param, "help", None) or "" for param in command.params)]:
+            assert Text.from_markup(text).plain == text.replace("\\[", "["), (path, text)

@@ -40,7 +40,7 @@ def train(
     weight_decay: Optional[float] = typer.Option(None, help="AdamW weight decay [1e-4]."),
     eval_every: Optional[int] = typer.Option(None, help="Validate every N epochs [1]."),
     patience: Optional[int] = typer.Option(None, help="Stop after N validations without improvement [10]."),
-    metric: Optional[str] = typer.Option(None, help="Validation metric for early stopping [ndcg@10]."),
+    metric: Optional[str] = typer.Option(None, help="Validation metric for early stopping \\[ndcg@10]."),
     grad_accum: Optional[int] = typer.Option(None, help="Gradient accumulation steps [1]."),
     mixed_precision: Optional[str] = typer.Option(
         None, help="no, bf16 (CPUs and GPUs) or fp16 (GPUs): training and evaluation under autocast, scores kept "
