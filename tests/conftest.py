@@ -12,6 +12,14 @@ def seqrec_home(tmp_path, monkeypatch):
     return home
 
 
+@pytest.fixture
+def walk(tmp_path):
+    """A prepared dataset named walk in this test's store: 40 users stepping round a ring of 24 items by one or two."""
+    from recsys_fixtures import make_walk_dataset
+
+    return make_walk_dataset(tmp_path / "raw")
+
+
 @pytest.fixture(scope="session")
 def project_root():
     from pathlib import Path

@@ -40,7 +40,8 @@ def test_runs_list_show_delete():
     with store.start_run("train", {"model": "sasrec"}, seed=0, dataset="ml-100k", experiment="demo") as run:
         run.log_metrics({"ndcg@10": 0.123456, "recall@10": 0.2}, split="test")
     listing = invoke("runs", "list", "--kind", "train", "--experiment", "demo")
-    assert listing.exit_code == 0 and "0.1235" in listing.stdout and "demo" in listing.stdout and "finished" in listing.stdout
+    assert listing.exit_code == 0
+    assert "0.1235" in listing.stdout and "demo" in listing.stdout and "finished" in listing.stdout
     assert "no runs yet" in invoke("runs", "list", "--kind", "embed").stdout
     shown = invoke("runs", "show", str(run.id))
     assert shown.exit_code == 0 and "sasrec" in shown.stdout and "ndcg@10" in shown.stdout

@@ -3,6 +3,9 @@ from typer.testing import CliRunner
 
 from recsys_fixtures import make_walk_dataset
 from seqrec.cli import app
+from seqrec.experiments.plan import run_experiment
+from seqrec.recsys import evaluate as evaluate_module
+from seqrec.recsys.runner import evaluate_run
 from seqrec.store import open_store
 
 runner = CliRunner()
@@ -64,6 +67,38 @@ def test_a_study_runs_in_order_then_is_skipped(tmp_path):
     assert report.exit_code == 0, report.output
 
 
+def test_an_evaluation_made_outside_the_experiment_does_not_count_as_its_point(tmp_path):
+    """The same evaluation run by hand (no experiment) is not study-noise's: the experiment still makes its own."""
+    path = experiments_file(tmp_path)
+    assert run("study", "--file", path).exit_code == 0
+    store = open_store()
+    by_hand = evaluate_run(store.list_runs(kind="train", experiment="study")[0].id, noise="deletion")
+    assert run("study-noise", "--file", path).exit_code == 0
+    evaluated = store.list_runs(kind="evaluate", experiment="study-noise")
+    assert len(evaluated) == 4 and by_hand not in {run.id for run in evaluated}
+
+def test_an_interrupted_study_point_is_resumed_not_started_again(tmp_path, monkeypatch):
+    path = experiments_file(tmp_path)
+    original, calls = evaluate_module.Evaluator.evaluate, {"n": 0}
+
+    def interrupt_on_second_validation(self, model, accelerator):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return original(self, model, accelerator)
+
+    monkeypatch.setattr(evaluate_module.Evaluator, "evaluate", interrupt_on_second_validation)
+    with pytest.raises(KeyboardInterrupt):
+        run_experiment("study", path)
+    store = open_store()
+    (interrupted,) = store.list_runs(kind="train", status="interrupted")
+    monkeypatch.setattr(evaluate_module.Evaluator, "evaluate", original)
+    run_experiment("study", path)
+    runs = store.list_runs(kind="train", limit=None)
+    assert len(runs) == 4 and {run.status for run in runs} == {"finished"}
+    assert interrupted.id in {run.id for run in runs}
+
+
 def test_a_failed_point_is_reported_and_the_rest_goes_on(tmp_path):
     path = experiments_file(tmp_path, """
 [experiments.mixed]
@@ -84,7 +119,8 @@ grid = { heads = [3, 2] }
      "experiments.bad.grid.colour: the train stage does not take 'colour'"),
     ('[experiments.bad]\nstage = "train"\ndataset = "nowhere"\n', "experiments.bad.dataset: unknown dataset 'nowhere'"),
     ('[experiments.bad]\nstage = "evaluate"\nafter = ["bad"]\nparams = { of = "study" }\n', "a cycle"),
-    ('[experiments.bad]\nstage = "train"\ndataset = "walk"\n', "experiments.bad.params.model: the train stage needs it"),
+    ('[experiments.bad]\nstage = "train"\ndataset = "walk"\n',
+     "experiments.bad.params.model: the train stage needs it"),
 ])
 def test_bad_experiments_are_one_line_and_exit_2(tmp_path, extra, message):
     result = run("bad", "--file", experiments_file(tmp_path, extra))

@@ -39,7 +39,8 @@ def test_the_csft_loss_counts_only_the_target_tokens(tiny_llama):
         loss = NextTitleObjective(model)(ids, mask, starts)
         logits = model(input_ids=ids, attention_mask=mask).logits
     labels = ids.masked_fill((torch.arange(ids.shape[1]) < starts[:, None]) | (mask == 0), -100)
-    expected = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1))
+    vocabulary = logits.shape[-1]
+    expected = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, vocabulary), labels[:, 1:].reshape(-1))
     assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
     assert (labels != -100).sum() == sum(len(t) - s for t, s in (texts[0], texts[1]))
     # the same loss through LoRA adapters (which start as a no-op)

@@ -7,21 +7,18 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from recsys_fixtures import make_walk_dataset
 from seqrec.cli import app
 from seqrec.errors import SeqrecError
 from seqrec.recsys import evaluate as evaluate_module
-from seqrec.recsys.runner import evaluate_run, train_model
+from seqrec.recsys.evaluate import Evaluator
+from seqrec.recsys.metrics import FULL_METRICS
+from seqrec.recsys.runner import evaluate_run, train_config, train_model
 from seqrec.store import open_store
+from seqrec.store.hashing import config_hash
 
 FAST = dict(hidden=32, heads=2, layers=1, epochs=30, batch_size=32, lr=1e-2, dropout=0.1, patience=100)
 # (no early stopping in these tests: every run trains all its epochs)
 RECURRENT_OR_CONVOLUTIONAL = ("gru4rec", "caser")
-
-
-@pytest.fixture
-def walk(tmp_path):
-    return make_walk_dataset(tmp_path / "raw")
 
 
 @pytest.mark.parametrize("model, options", [("sasrec", {}), ("sasrec", {"norm": "post"}), ("gru4rec", {}),
@@ -106,6 +103,115 @@ def test_frozen_item_embeddings_with_an_adapter(walk, tmp_path):
     np.save(tmp_path / "wrong.npy", matrix[:10])
     with pytest.raises(SeqrecError, match="needs 25 rows"):
         train_model("sasrec", "walk", item_emb=str(tmp_path / "wrong.npy"))
+
+
+def scripted_validation(monkeypatch, scores_by_metric):
+    """Validation returns scripted metrics (one value per call, per metric); the test split is evaluated for real.
+
+    Records the model's weights at every evaluation and the options each Evaluator was built with.
+    """
+    original_init, original_evaluate = Evaluator.__init__, Evaluator.evaluate
+    seen = {"valid": [], "test": [], "inits": []}
+
+    def init(self, data, split, **options):
+        original_init(self, data, split, **options)
+        self.split = split
+        seen["inits"].append((split, options.get("noise"), options.get("mask_seen_items")))
+
+    def evaluate(self, model, accelerator):
+        weights = {k: v.detach().clone() for k, v in accelerator.unwrap_model(model).state_dict().items()}
+        seen[self.split].append(weights)
+        if self.split == "valid" and scores_by_metric is not None:
+            call = len(seen["valid"]) - 1
+            return {name: scores_by_metric.get(name, [0.0] * 100)[call] for name in FULL_METRICS}
+        return original_evaluate(self, model, accelerator)
+
+    monkeypatch.setattr(evaluate_module.Evaluator, "__init__", init)
+    monkeypatch.setattr(evaluate_module.Evaluator, "evaluate", evaluate)
+    return seen
+
+
+def same_weights(a, b):
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def saved_weights(run_id):
+    return torch.load(open_store().artifacts(run_id, kind="model")[-1].path, weights_only=True)
+
+
+def test_early_stopping_on_the_chosen_metric_restores_the_best_epoch(walk, monkeypatch):
+    """mrr peaks at epoch 2 and ties at 3 (no improvement): three evaluations without improvement stop it after
+    epoch 5. ndcg@10 keeps rising, so a loop that watched it instead would train all 10 epochs."""
+    mrr = [0.1, 0.3, 0.3, 0.2, 0.2, 0.9, 0.9, 0.9, 0.9, 0.9]
+    ndcg = [0.1 * (i + 1) for i in range(10)]
+    seen = scripted_validation(monkeypatch, {"mrr": mrr, "ndcg@10": ndcg})
+    (run_id,) = train_model("sasrec", "walk", seeds=[0], **{**FAST, "epochs": 10, "patience": 3, "metric": "mrr"})
+    store = open_store()
+    assert [m.step for m in store.metrics(run_id, split="train", key="loss")] == [1, 2, 3, 4, 5]
+    assert [m.step for m in store.metrics(run_id, split="test", key="mrr")] == [2]  # logged at the best epoch
+    # the test split is scored with epoch 2's weights, not the last epoch's, and those are the saved model
+    assert len(seen["test"]) == 1 and same_weights(seen["test"][0], seen["valid"][1])
+    assert not same_weights(seen["test"][0], seen["valid"][4])
+    assert same_weights(saved_weights(run_id), seen["valid"][1])
+
+
+def test_eval_every_validates_only_every_nth_epoch_and_the_last(walk, monkeypatch):
+    scripted_validation(monkeypatch, None)
+    (run_id,) = train_model("sasrec", "walk", seeds=[0], **{**FAST, "epochs": 5, "eval_every": 2})
+    assert [m.step for m in open_store().metrics(run_id, split="valid", key="ndcg@10")] == [2, 4, 5]
+
+
+def test_resume_restores_the_best_score_and_patience_count(walk, monkeypatch):
+    """Interrupted during the 4th validation, after the best (epoch 1) and two worse ones: on resume the 4th is the
+    third without improvement, so training stops at epoch 4 keeping epoch 1's weights."""
+    mrr = [0.5, 0.1, 0.1, 0.1, 0.9, 0.9, 0.9, 0.9]
+    seen = scripted_validation(monkeypatch, {"mrr": mrr})
+    scripted = Evaluator.evaluate
+
+    def interrupted(self, model, accelerator):
+        if self.split == "valid" and len(seen["valid"]) == 3:
+            raise KeyboardInterrupt
+        return scripted(self, model, accelerator)
+
+    monkeypatch.setattr(evaluate_module.Evaluator, "evaluate", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        train_model("sasrec", "walk", seeds=[0], **{**FAST, "epochs": 8, "patience": 3, "metric": "mrr"})
+    store = open_store()
+    run_id = store.list_runs(status="interrupted")[0].id
+    monkeypatch.setattr(evaluate_module.Evaluator, "evaluate", scripted)  # continues at call 4: mrr[3]
+    train_model("sasrec", None, resume=run_id)
+    assert [m.step for m in store.metrics(run_id, split="train", key="loss")] == [1, 2, 3, 4, 4]  # epoch 4 ran twice
+    assert [m.step for m in store.metrics(run_id, split="test", key="mrr")] == [1]
+    assert same_weights(seen["test"][0], seen["valid"][0])
+
+
+def test_gradient_accumulation_steps_once_per_group_of_micro_batches(walk):
+    """grad_accum=2 with batch b updates like grad_accum=1 with batch 2b (same example order, no dropout)."""
+    def trained(**hyper):
+        (run_id,) = train_model("sasrec", "walk", seeds=[0], **{**FAST, "epochs": 1, "dropout": 0.0, **hyper})
+        return saved_weights(run_id)
+
+    accumulated, big, small = trained(batch_size=16, grad_accum=2), trained(batch_size=32), trained(batch_size=16)
+    gap = max((accumulated[k] - big[k]).abs().max().item() for k in big)
+    gap_small = max((small[k] - big[k]).abs().max().item() for k in big)
+    assert gap < gap_small / 10  # the uneven last batch and float sums leave a small gap (0.003 against 0.22)
+
+
+def test_noise_and_masking_reach_the_evaluators_and_the_linked_run(walk, monkeypatch):
+    seen = scripted_validation(monkeypatch, None)
+    train_model("sasrec", "walk", seeds=[0], noise="deletion", mask_seen=True, **{**FAST, "epochs": 1})
+    assert sorted(seen["inits"]) == [("test", "deletion", True), ("valid", None, True)]
+    (plain,) = train_model("sasrec", "walk", seeds=[0], **{**FAST, "epochs": 1})
+    seen["inits"].clear()
+    evaluated = evaluate_run(plain, noise="deletion", mask_seen=True)
+    assert seen["inits"] == [("test", "deletion", True)]
+    assert open_store().get_run(evaluated).config["mask_seen"] is True
+
+
+def test_the_run_identity_hash_covers_every_config_field(walk):
+    config = train_config("sasrec", "walk", 0, noise="deletion", **FAST)
+    for key, value in config.items():
+        assert config_hash({**config, key: ["changed", value]}) != config_hash(config), key
 
 
 @pytest.mark.parametrize("args, message", [

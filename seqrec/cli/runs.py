@@ -45,7 +45,8 @@ def list_(
         values = test_metrics.get(run.id, {})
         style = STATUS_STYLE.get(run.status, "")
         table.add_row(str(run.id), run.kind, run.experiment or "", run.dataset or "",
-                      "" if run.seed is None else str(run.seed), f"[{style}]{run.status}[/]", seconds(run.duration_s), *(f"{values[key]:.4f}" if key in values else "" for key in HEADLINE_METRICS))
+                      "" if run.seed is None else str(run.seed), f"[{style}]{run.status}[/]", seconds(run.duration_s),
+                      *(f"{values[key]:.4f}" if key in values else "" for key in HEADLINE_METRICS))
     console.print(table)
 
 
@@ -77,7 +78,8 @@ def show(run_id: int = typer.Argument(..., help="The run's id (see `seqrec runs 
             table.add_row(str(artifact.id), artifact.kind, artifact.path, f"{artifact.bytes:,}", artifact.sha256[:12])
         console.print(table)
     for link in detail.inputs:
-        console.print(f"input: run {link['run']}" + (f" artifact {link['artifact']} ({link['role']})" if link["artifact"] else ""))
+        artifact = f" artifact {link['artifact']} ({link['role']})" if link["artifact"] else ""
+        console.print(f"input: run {link['run']}{artifact}")
     if detail.consumers:
         console.print("used by runs: " + ", ".join(map(str, detail.consumers)))
 

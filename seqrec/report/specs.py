@@ -73,7 +73,7 @@ TABLES = {
 
 
 def row_label(config: dict, keys: tuple[str, ...] = ("variant", *NAME_KEYS)) -> str:
-    """A row's name from a run's config: its variant label if it has one, else model + item embeddings (+ conditions)."""
+    """A row's name from a run's config: its variant label if it has one, else model + item embeddings + conditions."""
     if "variant" in keys and config.get("variant"):
         return str(config["variant"])
     name = " + ".join(str(config[key]) for key in NAME_KEYS if key in keys and config.get(key)) or "?"

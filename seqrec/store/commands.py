@@ -50,7 +50,8 @@ def show_run(run_id: int) -> RunDetail:
     """Everything known about one run: config, final metrics per split, artifacts and lineage."""
     store = open_store()
     run = store.get_run(run_id)
-    inputs = [{"run": link.input_run_id, "artifact": link.artifact_id, "role": link.role} for link in store.inputs(run_id)]
+    inputs = [{"run": link.input_run_id, "artifact": link.artifact_id, "role": link.role}
+              for link in store.inputs(run_id)]
     consumers = sorted({link.run_id for link in store.consumers(run_id)})
     return RunDetail(run=run, metrics=store.final_metrics(run_id), artifacts=store.artifacts(run_id),
                      inputs=inputs, consumers=consumers)

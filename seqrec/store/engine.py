@@ -70,7 +70,7 @@ def check_sqlite_file(path: Path) -> None:
         with closing(sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000)) as connection:
             connection.execute("PRAGMA schema_version").fetchone()
     except sqlite3.DatabaseError:
-        raise SeqrecError(f"{path} is not a SQLite database (set SEQREC_DB or SEQREC_HOME to another location)") from None
+        raise SeqrecError(f"{path} is not a SQLite database (set SEQREC_DB or SEQREC_HOME elsewhere)") from None
 
 
 def stored_revision(url: str) -> str | None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from contextlib import contextmanager
 from pathlib import Path
 
 from sqlalchemy import delete, func
@@ -37,7 +36,8 @@ class Store:
         with self.session() as session:
             return session.exec(select(Dataset).where(Dataset.name == name)).first()
 
-    def add_dataset(self, *, name: str, source: str, fingerprint: str, options: dict, stats: dict, path: str) -> Dataset:
+    def add_dataset(self, *, name: str, source: str, fingerprint: str, options: dict, stats: dict,
+                    path: str) -> Dataset:
         row = Dataset(name=name, source=source, fingerprint=fingerprint, options=options, stats=stats, path=path)
         return self._add(row)
 
