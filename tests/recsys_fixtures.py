@@ -4,6 +4,7 @@ import numpy as np
 import pandas as pd
 
 from seqrec.data.prepare import prepare_csv
+from seqrec.recsys.evaluate import Evaluator
 
 
 def make_walk_dataset(folder, name="walk", users=40, items=24, length=14, seed=0):
@@ -18,3 +19,17 @@ def make_walk_dataset(folder, name="walk", users=40, items=24, length=14, seed=0
     pd.DataFrame({"item_id": [f"i{i}" for i in range(items)],
                   "title": [f"Item number {i}" for i in range(items)]}).to_csv(folder / "items.csv", index=False)
     return prepare_csv(folder / "inter.csv", folder / "items.csv", name=name, k_core=2, max_len=5)
+
+
+def interrupt_at_evaluation(monkeypatch, call):
+    """Evaluator.evaluate raises KeyboardInterrupt (a Ctrl-C) on its call-th call; returns the original to restore."""
+    original, calls = Evaluator.evaluate, {"n": 0}
+
+    def interrupted(self, model, accelerator):
+        calls["n"] += 1
+        if calls["n"] == call:
+            raise KeyboardInterrupt
+        return original(self, model, accelerator)
+
+    monkeypatch.setattr(Evaluator, "evaluate", interrupted)
+    return original

@@ -1,7 +1,7 @@
 import pytest
 from typer.testing import CliRunner
 
-from recsys_fixtures import make_walk_dataset
+from recsys_fixtures import interrupt_at_evaluation, make_walk_dataset
 from seqrec.cli import app
 from seqrec.experiments.plan import run_experiment
 from seqrec.recsys import evaluate as evaluate_module
@@ -77,17 +77,10 @@ def test_an_evaluation_made_outside_the_experiment_does_not_count_as_its_point(t
     evaluated = store.list_runs(kind="evaluate", experiment="study-noise")
     assert len(evaluated) == 4 and by_hand not in {run.id for run in evaluated}
 
+
 def test_an_interrupted_study_point_is_resumed_not_started_again(tmp_path, monkeypatch):
     path = experiments_file(tmp_path)
-    original, calls = evaluate_module.Evaluator.evaluate, {"n": 0}
-
-    def interrupt_on_second_validation(self, model, accelerator):
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise KeyboardInterrupt
-        return original(self, model, accelerator)
-
-    monkeypatch.setattr(evaluate_module.Evaluator, "evaluate", interrupt_on_second_validation)
+    original = interrupt_at_evaluation(monkeypatch, call=2)
     with pytest.raises(KeyboardInterrupt):
         run_experiment("study", path)
     store = open_store()

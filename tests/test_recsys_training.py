@@ -7,6 +7,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from recsys_fixtures import interrupt_at_evaluation
 from seqrec.cli import app
 from seqrec.errors import SeqrecError
 from seqrec.recsys import evaluate as evaluate_module
@@ -50,16 +51,7 @@ def test_bf16_mixed_precision_after_a_float32_run_in_the_same_process(walk):
 
 def test_a_resumed_run_ends_with_the_same_metrics(walk, monkeypatch):
     (uninterrupted,) = train_model("sasrec", "walk", seeds=[1], **{**FAST, "epochs": 6})
-    calls = {"n": 0}
-    original = evaluate_module.Evaluator.evaluate
-
-    def interrupt_on_third_validation(self, model, accelerator):
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise KeyboardInterrupt
-        return original(self, model, accelerator)
-
-    monkeypatch.setattr(evaluate_module.Evaluator, "evaluate", interrupt_on_third_validation)
+    original = interrupt_at_evaluation(monkeypatch, call=3)
     with pytest.raises(KeyboardInterrupt):
         train_model("sasrec", "walk", seeds=[1], **{**FAST, "epochs": 6})
     store = open_store()
