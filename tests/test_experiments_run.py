@@ -4,7 +4,7 @@ from typer.testing import CliRunner
 from recsys_fixtures import interrupt_at_evaluation, make_walk_dataset
 from seqrec.cli import app
 from seqrec.experiments.plan import run_experiment
-from seqrec.recsys import evaluate as evaluate_module
+from seqrec.recsys.evaluate import Evaluator
 from seqrec.recsys.runner import evaluate_run
 from seqrec.store import open_store
 
@@ -85,7 +85,7 @@ def test_an_interrupted_study_point_is_resumed_not_started_again(tmp_path, monke
         run_experiment("study", path)
     store = open_store()
     (interrupted,) = store.list_runs(kind="train", status="interrupted")
-    monkeypatch.setattr(evaluate_module.Evaluator, "evaluate", original)
+    monkeypatch.setattr(Evaluator, "evaluate", original)
     run_experiment("study", path)
     runs = store.list_runs(kind="train", limit=None)
     assert len(runs) == 4 and {run.status for run in runs} == {"finished"}

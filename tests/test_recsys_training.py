@@ -10,7 +10,6 @@ from typer.testing import CliRunner
 from recsys_fixtures import interrupt_at_evaluation
 from seqrec.cli import app
 from seqrec.errors import SeqrecError
-from seqrec.recsys import evaluate as evaluate_module
 from seqrec.recsys.evaluate import Evaluator
 from seqrec.recsys.metrics import FULL_METRICS
 from seqrec.recsys.runner import evaluate_run, train_config, train_model
@@ -56,7 +55,7 @@ def test_a_resumed_run_ends_with_the_same_metrics(walk, monkeypatch):
         train_model("sasrec", "walk", seeds=[1], **{**FAST, "epochs": 6})
     store = open_store()
     interrupted = store.list_runs(status="interrupted")[0].id
-    monkeypatch.setattr(evaluate_module.Evaluator, "evaluate", original)
+    monkeypatch.setattr(Evaluator, "evaluate", original)
     train_model("sasrec", None, resume=interrupted)
     assert store.get_run(interrupted).status == "finished"
     expected = store.final_metrics(uninterrupted)["test"]
@@ -115,11 +114,11 @@ def scripted_validation(monkeypatch, scores_by_metric):
         seen[self.split].append(weights)
         if self.split == "valid" and scores_by_metric is not None:
             call = len(seen["valid"]) - 1
-            return {name: scores_by_metric.get(name, [0.0] * 100)[call] for name in FULL_METRICS}
+            return {name: scores_by_metric[name][call] if name in scores_by_metric else 0.0 for name in FULL_METRICS}
         return original_evaluate(self, model, accelerator)
 
-    monkeypatch.setattr(evaluate_module.Evaluator, "__init__", init)
-    monkeypatch.setattr(evaluate_module.Evaluator, "evaluate", evaluate)
+    monkeypatch.setattr(Evaluator, "__init__", init)
+    monkeypatch.setattr(Evaluator, "evaluate", evaluate)
     return seen
 
 
@@ -158,19 +157,12 @@ def test_resume_restores_the_best_score_and_patience_count(walk, monkeypatch):
     third without improvement, so training stops at epoch 4 keeping epoch 1's weights."""
     mrr = [0.5, 0.1, 0.1, 0.1, 0.9, 0.9, 0.9, 0.9]
     seen = scripted_validation(monkeypatch, {"mrr": mrr})
-    scripted = Evaluator.evaluate
-
-    def interrupted(self, model, accelerator):
-        if self.split == "valid" and len(seen["valid"]) == 3:
-            raise KeyboardInterrupt
-        return scripted(self, model, accelerator)
-
-    monkeypatch.setattr(evaluate_module.Evaluator, "evaluate", interrupted)
+    scripted = interrupt_at_evaluation(monkeypatch, call=4)
     with pytest.raises(KeyboardInterrupt):
         train_model("sasrec", "walk", seeds=[0], **{**FAST, "epochs": 8, "patience": 3, "metric": "mrr"})
     store = open_store()
     run_id = store.list_runs(status="interrupted")[0].id
-    monkeypatch.setattr(evaluate_module.Evaluator, "evaluate", scripted)  # continues at call 4: mrr[3]
+    monkeypatch.setattr(Evaluator, "evaluate", scripted)  # continues at call 4: mrr[3]
     train_model("sasrec", None, resume=run_id)
     assert [m.step for m in store.metrics(run_id, split="train", key="loss")] == [1, 2, 3, 4, 4]  # epoch 4 ran twice
     assert [m.step for m in store.metrics(run_id, split="test", key="mrr")] == [1]
