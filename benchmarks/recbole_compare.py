@@ -14,8 +14,9 @@ best-on-validation model for the test metrics. seqrec's SASRec uses RecBole's po
 
 Measured, per side: seconds per training epoch (the pass over the training data: batching, forward, backward,
 optimizer), seconds per full-ranking validation pass (scores, ranks, metrics), the whole ``fit`` wall time (which
-also holds checkpointing), and test NDCG@10 / Recall@10. seqrec's code is not changed: its training loader and
-``Evaluator.evaluate`` are wrapped with clocks from here.
+also holds checkpointing), validation NDCG@10 after each epoch (the two learning curves) and test NDCG@10 /
+Recall@10. seqrec's code is not changed: its training loader and ``Evaluator.evaluate`` are wrapped with clocks
+from here.
 
 The two sides take turns: RecBole runs as a child process that waits before each of its timed units (a training
 epoch, a validation pass) until this process lets it go, and this process lets it run one unit before each of its
@@ -82,6 +83,7 @@ class Clocks:
         self.epoch_seconds: list[float] = []
         self.eval_seconds: dict[str, list[float]] = {"valid": [], "test": []}
         self.metrics: dict[str, dict] = {}
+        self.valid_ndcg: list[float] = []  # validation NDCG@10 after each epoch: the learning curve
         self.train_examples = 0
         self.turn = turn
         self.waited = 0.0
@@ -135,6 +137,8 @@ class Clocks:
             metrics = original_evaluate(evaluator, model, accelerator)
             clocks.eval_seconds[evaluator.bench_split].append(time.perf_counter() - start)
             clocks.metrics[evaluator.bench_split] = metrics
+            if evaluator.bench_split == "valid":
+                clocks.valid_ndcg.append(metrics["ndcg@10"])
             return metrics
 
         def uninstall():
@@ -246,6 +250,7 @@ def run_seqrec(dataset: str, model: str, args, epochs: int, turn=None) -> dict:
             "examples_digest": digests,
             "train_examples": clocks.train_examples, "epoch_seconds": clocks.epoch_seconds,
             "eval_seconds": clocks.eval_seconds["valid"], "test_eval_seconds": test_seconds, "fit_seconds": wall,
+            "valid_ndcg": clocks.valid_ndcg,
             "test": {key: clocks.metrics["test"][key] for key in ("ndcg@10", "recall@10")}}
 
 
@@ -415,6 +420,9 @@ def report(dataset: str, model: str, epochs: int, ours: dict, theirs: dict, load
     print(f"{'s / epoch (median)':26}{summary(ours['epoch_seconds']):>36}{summary(theirs['epoch_seconds']):>36}")
     print(f"{'s / evaluation (median)':26}{summary(ours['eval_seconds']):>36}{summary(theirs['eval_seconds']):>36}")
     print(f"{'fit wall s (all of it)':26}{ours['fit_seconds']:>36.1f}{theirs['fit_seconds']:>36.1f}")
+    for side, result in (("seqrec", ours), ("RecBole", theirs)):
+        curve = " ".join(f"{value:.4f}" for value in result.get("valid_ndcg", []))
+        print(f"{'valid N@10 by epoch':26}{side:>8}  {curve or '-'}")
     for metric in ("ndcg@10", "recall@10"):
         print(f"{'test ' + metric:26}{ours['test'][metric]:>36.4f}{theirs['test'][metric]:>36.4f}")
     epoch_speedup = ratio(theirs["epoch_seconds"], ours["epoch_seconds"])

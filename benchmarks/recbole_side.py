@@ -128,6 +128,7 @@ def main() -> None:
     turns = Turns()
     epoch_seconds: list[float] = []
     eval_seconds: list[float] = []
+    valid_ndcg: list[float] = []
     train_epoch, evaluate = trainer._train_epoch, trainer.evaluate
 
     def timed_train_epoch(*args, **kwargs):
@@ -145,6 +146,7 @@ def main() -> None:
         result = evaluate(eval_data, load_best_model, *args, **kwargs)
         if validation:
             eval_seconds.append(time.perf_counter() - start)
+            valid_ndcg.append(float(result["ndcg@10"]))
         return result
 
     trainer._train_epoch, trainer.evaluate = timed_train_epoch, timed_evaluate
@@ -167,7 +169,7 @@ def main() -> None:
         "test_examples": int(test_data._dataset.inter_num),
         "examples_digest": split_digests(dataset, {"train": train_data, "valid": valid_data, "test": test_data}),
         "epoch_seconds": epoch_seconds, "eval_seconds": eval_seconds, "fit_seconds": fit_seconds,
-        "best_valid_ndcg@10": float(best_valid),
+        "best_valid_ndcg@10": float(best_valid), "valid_ndcg": valid_ndcg,
         "test": {"ndcg@10": float(test["ndcg@10"]), "recall@10": float(test["recall@10"])},
         "profile": profile_table,
     }
