@@ -421,8 +421,8 @@ def report(dataset: str, model: str, epochs: int, ours: dict, theirs: dict, load
     print(f"{'s / evaluation (median)':26}{summary(ours['eval_seconds']):>36}{summary(theirs['eval_seconds']):>36}")
     print(f"{'fit wall s (all of it)':26}{ours['fit_seconds']:>36.1f}{theirs['fit_seconds']:>36.1f}")
     for side, result in (("seqrec", ours), ("RecBole", theirs)):
-        curve = " ".join(f"{value:.4f}" for value in result.get("valid_ndcg", []))
-        print(f"{'valid N@10 by epoch':26}{side:>8}  {curve or '-'}")
+        curve = " ".join(f"{value:.4f}" for value in result["valid_ndcg"])
+        print(f"{'valid N@10 by epoch':26}{side:>8}  {curve}")
     for metric in ("ndcg@10", "recall@10"):
         print(f"{'test ' + metric:26}{ours['test'][metric]:>36.4f}{theirs['test'][metric]:>36.4f}")
     epoch_speedup = ratio(theirs["epoch_seconds"], ours["epoch_seconds"])
