@@ -22,7 +22,8 @@ The two sides take turns: RecBole runs as a child process that waits before each
 epoch, a validation pass) until this process lets it go, and this process lets it run one unit before each of its
 own. Timed units never overlap, and each pair (RecBole's epoch k, seqrec's epoch k) is measured within the same
 minute, so a slow stretch of a shared machine slows both sides of a pair; the speed-ups are medians of the pairs'
-ratios. The load average is printed because another busy process on the machine skews every number.
+ratios. The load average is printed because another busy process on the machine skews every number, and each
+pair's ratio is also grouped by the state the VM was in around it (``cross_core_write_cost``).
 """
 
 from __future__ import annotations
@@ -73,26 +74,73 @@ def ensure_recbole_venv() -> None:
 
 
 # seqrec side ------------------------------------------------------------------------------------------------------
+def cross_core_write_cost(repeats: int = 50) -> float:
+    """How many times longer a two-thread write of 3.5 MB takes when one thread wrote all of it last (half of it
+    must come over from the other core) than when each thread rewrites its own half.
+
+    This project's VM switches between two states (see benchmarks/README.md): in one this is about 1x, in the other
+    2.3-3.8x, and a seqrec SASRec step then takes about a third longer, while work that stays on one core does not
+    slow down. The benchmark takes this before and after each pair of timed units to say which state the pair ran in.
+    With one torch thread nothing moves between cores, and it reads 1x.
+    """
+    import torch
+
+    threads = torch.get_num_threads()
+    buffer = torch.empty(256, 3416)
+    medians = []
+    for writer_threads in (threads, 1):
+        seconds = []
+        for _ in range(repeats):
+            torch.set_num_threads(writer_threads)
+            buffer.fill_(0.5)
+            torch.set_num_threads(threads)
+            start = time.perf_counter()
+            buffer.fill_(1.0)
+            seconds.append(time.perf_counter() - start)
+        medians.append(statistics.median(seconds))
+    return medians[1] / medians[0]
+
+
+SLOW_STATE_WRITE_COST = 1.6  # between the ~1x of the fast state and the 2.3x and more of the slow one
+
+
+def vm_state(write_costs: list[float]) -> str:
+    """``fast`` or ``slow`` when every probe around a pair agrees, else ``mixed`` (the VM switched during it)."""
+    slow = [cost > SLOW_STATE_WRITE_COST for cost in write_costs]
+    return "slow" if all(slow) else "mixed" if any(slow) else "fast"
+
+
 class Clocks:
     """Wall clocks around seqrec's training-loader passes and evaluations, installed by monkeypatching.
 
-    ``turn`` (RecBole's, when comparing) runs before each timed epoch and validation pass; the seconds spent in it are
-    counted in ``waited``."""
+    ``turn`` (RecBole's, when comparing) runs before each timed epoch and validation pass; the seconds spent in it,
+    and in probing the VM's state before it and after seqrec's unit, are counted in ``waited``."""
 
     def __init__(self, turn=None):
         self.epoch_seconds: list[float] = []
         self.eval_seconds: dict[str, list[float]] = {"valid": [], "test": []}
+        self.epoch_states: list[str] = []  # the VM's state during each pair of epochs (vm_state)
+        self.eval_states: list[str] = []  # and during each pair of validation passes
         self.metrics: dict[str, dict] = {}
         self.valid_ndcg: list[float] = []  # validation NDCG@10 after each epoch: the learning curve
         self.train_examples = 0
         self.turn = turn
         self.waited = 0.0
+        self.probe_before = 1.0
 
     def other_side_first(self) -> None:
+        start = time.perf_counter()
+        self.probe_before = cross_core_write_cost()
         if self.turn is not None:
-            start = time.perf_counter()
             self.turn()
-            self.waited += time.perf_counter() - start
+        self.waited += time.perf_counter() - start
+
+    def pair_state(self) -> str:
+        """The VM's state over the pair of units that seqrec's unit just ended."""
+        start = time.perf_counter()
+        state = vm_state([self.probe_before, cross_core_write_cost()])
+        self.waited += time.perf_counter() - start
+        return state
 
     def install(self):
         import seqrec.recsys.runner as runner
@@ -139,6 +187,7 @@ class Clocks:
             clocks.metrics[evaluator.bench_split] = metrics
             if evaluator.bench_split == "valid":
                 clocks.valid_ndcg.append(metrics["ndcg@10"])
+                clocks.eval_states.append(clocks.pair_state())
             return metrics
 
         def uninstall():
@@ -162,6 +211,7 @@ class Clocks:
             start = time.perf_counter()
             yield from iterate(loader)  # the loop body (forward, backward, step) runs while this generator waits
             clocks.epoch_seconds.append(time.perf_counter() - start)
+            clocks.epoch_states.append(clocks.pair_state())
 
         return __iter__
 
@@ -250,7 +300,7 @@ def run_seqrec(dataset: str, model: str, args, epochs: int, turn=None) -> dict:
             "examples_digest": digests,
             "train_examples": clocks.train_examples, "epoch_seconds": clocks.epoch_seconds,
             "eval_seconds": clocks.eval_seconds["valid"], "test_eval_seconds": test_seconds, "fit_seconds": wall,
-            "valid_ndcg": clocks.valid_ndcg,
+            "valid_ndcg": clocks.valid_ndcg, "epoch_states": clocks.epoch_states, "eval_states": clocks.eval_states,
             "test": {key: clocks.metrics["test"][key] for key in ("ndcg@10", "recall@10")}}
 
 
@@ -406,6 +456,17 @@ def spread(recbole: list[float], seqrec: list[float]) -> str:
     return f"min {ratios[0]:.2f}, quartiles {quartiles}, max {ratios[-1]:.2f} (n={len(ratios)})"
 
 
+def by_state(recbole: list[float], seqrec: list[float], states: list[str]) -> str:
+    """The median of the pairs' ratios in each of the VM's states."""
+    pairs = pair_ratios(recbole, seqrec)
+    if not pairs or len(states) != len(pairs):
+        return "-"
+    grouped = {state: [value for value, where in zip(pairs, states) if where == state]
+               for state in ("fast", "slow", "mixed")}
+    return ", ".join(f"{state} {statistics.median(values):.2f}x (n={len(values)})"
+                     for state, values in grouped.items() if values)
+
+
 def report(dataset: str, model: str, epochs: int, ours: dict, theirs: dict, load: tuple) -> dict:
     print(f"\n=== {dataset} {MODEL_NAMES[model]}: {epochs} epochs, threads seqrec {ours['threads']} / RecBole "
           f"{theirs['threads']}, mixed precision {ours['mixed_precision']}, load average {load[0]:.2f} -> "
@@ -432,6 +493,9 @@ def report(dataset: str, model: str, epochs: int, ours: dict, theirs: dict, load
           f"{'met' if eval_speedup >= 5 else 'MISSED'})")
     print(f"pairs' ratios: per epoch {spread(theirs['epoch_seconds'], ours['epoch_seconds'])}; "
           f"per evaluation {spread(theirs['eval_seconds'], ours['eval_seconds'])}")
+    print(f"by the VM's state (cross-core write probe): per epoch "
+          f"{by_state(theirs['epoch_seconds'], ours['epoch_seconds'], ours['epoch_states'])}; per evaluation "
+          f"{by_state(theirs['eval_seconds'], ours['eval_seconds'], ours['eval_states'])}")
     print(f"time ratio seqrec/RecBole: per epoch {1 / epoch_speedup:.3f}, per evaluation {1 / eval_speedup:.3f}")
     return {"dataset": dataset, "model": model, "epochs": epochs, "load_average": load, "seqrec": ours,
             "recbole": theirs, "epoch_speedup": epoch_speedup, "eval_speedup": eval_speedup}
