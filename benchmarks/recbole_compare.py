@@ -29,6 +29,7 @@ pair's ratio is also grouped by the state the VM was in around it (``cross_core_
 from __future__ import annotations
 
 import argparse
+import contextlib
 import cProfile
 import importlib.util
 import io
@@ -126,21 +127,27 @@ class Clocks:
         self.train_examples = 0
         self.turn = turn
         self.waited = 0.0
-        self.probe_before = 1.0
+        self.probe_before = 1.0  # the probe taken before the current pair's first unit (other_side_first)
+
+    @contextlib.contextmanager
+    def not_counted(self):
+        """Seconds spent in here (the other side's turn, probing the VM) are added to ``waited``."""
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.waited += time.perf_counter() - start
 
     def other_side_first(self) -> None:
-        start = time.perf_counter()
-        self.probe_before = cross_core_write_cost()
-        if self.turn is not None:
-            self.turn()
-        self.waited += time.perf_counter() - start
+        with self.not_counted():
+            self.probe_before = cross_core_write_cost()
+            if self.turn is not None:
+                self.turn()
 
     def pair_state(self) -> str:
         """The VM's state over the pair of units that seqrec's unit just ended."""
-        start = time.perf_counter()
-        state = vm_state([self.probe_before, cross_core_write_cost()])
-        self.waited += time.perf_counter() - start
-        return state
+        with self.not_counted():
+            return vm_state([self.probe_before, cross_core_write_cost()])
 
     def install(self):
         import seqrec.recsys.runner as runner
@@ -458,8 +465,8 @@ def spread(recbole: list[float], seqrec: list[float]) -> str:
 
 def by_state(recbole: list[float], seqrec: list[float], states: list[str]) -> str:
     """The median of the pairs' ratios in each of the VM's states."""
-    pairs = pair_ratios(recbole, seqrec)
-    if not pairs or len(states) != len(pairs):
+    pairs = pair_ratios(recbole, seqrec)  # one state per pair: both come from seqrec's units
+    if not pairs:
         return "-"
     grouped = {state: [value for value, where in zip(pairs, states) if where == state]
                for state in ("fast", "slow", "mixed")}
