@@ -1,3 +1,4 @@
+import importlib.util
 import os
 import subprocess
 import sys
@@ -9,10 +10,12 @@ from typer.testing import CliRunner
 
 from recsys_fixtures import interrupt_at_evaluation
 from seqrec.cli import app
+from seqrec.data.batches import BatchIndexedTensors
 from seqrec.errors import SeqrecError
 from seqrec.recsys.evaluate import Evaluator
 from seqrec.recsys.metrics import FULL_METRICS
 from seqrec.recsys.runner import evaluate_run, train_config, train_model
+from seqrec.recsys.train import mark_absent
 from seqrec.store import open_store
 from seqrec.store.hashing import config_hash
 
@@ -245,3 +248,20 @@ def test_two_processes_under_torchrun_make_one_run_per_seed(walk, seqrec_home):
                              for run_id in (runs[0].id, single))
     assert losses[-1] < losses[0] / 4 and single_losses[-1] < single_losses[0] / 4  # both learned
     assert single_losses[-1] / 2 < losses[-1] < single_losses[-1] * 2
+
+
+def test_a_whole_batch_gathers_the_rows_the_sampler_asked_for_in_order():
+    data = BatchIndexedTensors(torch.arange(6) * 10, torch.arange(12).view(6, 2))
+    users, histories = data.__getitems__([4, 0, 4, 2])
+    assert users.tolist() == [40, 0, 40, 20]
+    assert histories.tolist() == [[8, 9], [0, 1], [8, 9], [4, 5]]
+
+
+def test_a_missing_package_is_marked_absent_and_an_installed_one_left_alone(monkeypatch):
+    monkeypatch.delitem(sys.modules, "no_such_package_seqrec", raising=False)
+    mark_absent("no_such_package_seqrec")
+    assert "no_such_package_seqrec" in sys.modules and importlib.util.find_spec("no_such_package_seqrec") is None
+    monkeypatch.delitem(sys.modules, "no_such_package_seqrec")
+    monkeypatch.delitem(sys.modules, "colorsys", raising=False)  # installed (stdlib), not yet imported
+    mark_absent("colorsys")
+    assert "colorsys" not in sys.modules and importlib.util.find_spec("colorsys") is not None

@@ -8,9 +8,11 @@ last checkpoint and reaches the same result an uninterrupted run would.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import os
+import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -77,8 +79,18 @@ def leave_together(accelerator: Accelerator) -> None:
     accelerator.wait_for_everyone()
 
 
+def mark_absent(package: str) -> None:
+    """If ``package`` is not installed, say so in ``sys.modules``: importlib's ``find_spec`` then answers None at once
+    instead of walking sys.path every time it is asked."""
+    if package not in sys.modules and importlib.util.find_spec(package) is None:
+        sys.modules[package] = None
+
+
 def make_accelerator(config: TrainConfig, run=None) -> Accelerator:
     keep_freed_memory()
+    # Accelerate's optimizer wrapper asks whether the optional lomo_optim exists twice in every step(): a walk of
+    # sys.path that costs 0.1-0.3 ms, 1-2% of a CPU SASRec step.
+    mark_absent("lomo_optim")
     process_state()
     # Accelerate keeps one state per process and refuses an Accelerator whose mixed precision differs from the
     # first one's (an experiments.toml step in bf16 after one in float32). Each training starts from its own config;
