@@ -53,8 +53,8 @@ def next_item_examples(data: PreparedData, max_len: int) -> BatchIndexedTensors:
             histories.append(items[max(0, t - max_len):t])
             targets.append(items[t])
     return BatchIndexedTensors(torch.as_tensor(np.asarray(users, dtype=np.int64)),
-                         torch.from_numpy(left_pad(histories, max_len)),
-                         torch.as_tensor(np.asarray(targets, dtype=np.int64)))
+                               torch.from_numpy(left_pad(histories, max_len)),
+                               torch.as_tensor(np.asarray(targets, dtype=np.int64)))
 
 
 def seen_items(data: PreparedData, split: str) -> list[np.ndarray]:
