@@ -75,18 +75,19 @@ def ensure_recbole_venv() -> None:
 
 
 # seqrec side ------------------------------------------------------------------------------------------------------
-def cross_core_write_cost(repeats: int = 50) -> float:
+def cross_core_write_cost(threads: int, repeats: int = 50) -> float:
     """How many times longer a two-thread write of 3.5 MB takes when one thread wrote all of it last (half of it
     must come over from the other core) than when each thread rewrites its own half.
 
     This project's VM switches between two states (see benchmarks/README.md): in one this is about 1x, in the other
     2.3-3.8x, and a seqrec SASRec step then takes about a third longer, while work that stays on one core does not
     slow down. The benchmark takes this before and after each pair of timed units to say which state the pair ran in.
-    With one torch thread nothing moves between cores, and it reads 1x.
+    With one torch thread nothing moves between cores, and it reads 1x. ``threads`` is the process's thread count:
+    the probe may come while seqrec's training has set one thread per CPU shard, and leaves that setting as it was.
     """
     import torch
 
-    threads = torch.get_num_threads()
+    current = torch.get_num_threads()
     buffer = torch.empty(256, 3416)
     medians = []
     for writer_threads in (threads, 1):
@@ -99,6 +100,7 @@ def cross_core_write_cost(repeats: int = 50) -> float:
             buffer.fill_(1.0)
             seconds.append(time.perf_counter() - start)
         medians.append(statistics.median(seconds))
+    torch.set_num_threads(current)
     return medians[1] / medians[0]
 
 
@@ -118,6 +120,8 @@ class Clocks:
     and in probing the VM's state before it and after seqrec's unit, are counted in ``waited``."""
 
     def __init__(self, turn=None):
+        import torch
+
         self.epoch_seconds: list[float] = []
         self.eval_seconds: dict[str, list[float]] = {"valid": [], "test": []}
         self.epoch_states: list[str] = []  # the VM's state during each pair of epochs (vm_state)
@@ -128,6 +132,7 @@ class Clocks:
         self.turn = turn
         self.waited = 0.0
         self.probe_before = 1.0  # the probe taken before the current pair's first unit (other_side_first)
+        self.threads = torch.get_num_threads()  # the process's, which the probes use
 
     @contextlib.contextmanager
     def not_counted(self):
@@ -140,14 +145,14 @@ class Clocks:
 
     def other_side_first(self) -> None:
         with self.not_counted():
-            self.probe_before = cross_core_write_cost()
+            self.probe_before = cross_core_write_cost(self.threads)
             if self.turn is not None:
                 self.turn()
 
     def pair_state(self) -> str:
         """The VM's state over the pair of units that seqrec's unit just ended."""
         with self.not_counted():
-            return vm_state([self.probe_before, cross_core_write_cost()])
+            return vm_state([self.probe_before, cross_core_write_cost(self.threads)])
 
     def install(self):
         import seqrec.recsys.runner as runner

@@ -25,7 +25,7 @@ RECURRENT_OR_CONVOLUTIONAL = ("gru4rec", "caser")
 
 
 @pytest.mark.parametrize("model, options", [("sasrec", {}), ("sasrec", {"norm": "post"}), ("gru4rec", {}),
-                                            ("caser", {}), ("bert4rec", {})])
+                                            ("caser", {}), ("bert4rec", {}), ("sasrec", {"cpu_shards": 2})])
 def test_every_model_learns_the_walk(walk, model, options):
     hyper = {k: v for k, v in FAST.items() if not (model in RECURRENT_OR_CONVOLUTIONAL and k in ("heads", "layers"))}
     hyper.update(options)
@@ -51,11 +51,13 @@ def test_bf16_mixed_precision_after_a_float32_run_in_the_same_process(walk):
     assert store.final_metrics(run_id)["test"]["recall@10"] > 0.6
 
 
-def test_a_resumed_run_ends_with_the_same_metrics(walk, monkeypatch):
-    (uninterrupted,) = train_model("sasrec", "walk", seeds=[1], **{**FAST, "epochs": 6})
+@pytest.mark.parametrize("cpu_shards", [1, 2])
+def test_a_resumed_run_ends_with_the_same_metrics(walk, monkeypatch, cpu_shards):
+    hyper = {**FAST, "epochs": 6, "cpu_shards": cpu_shards}
+    (uninterrupted,) = train_model("sasrec", "walk", seeds=[1], **hyper)
     original = interrupt_at_evaluation(monkeypatch, call=3)
     with pytest.raises(KeyboardInterrupt):
-        train_model("sasrec", "walk", seeds=[1], **{**FAST, "epochs": 6})
+        train_model("sasrec", "walk", seeds=[1], **hyper)
     store = open_store()
     interrupted = store.list_runs(status="interrupted")[0].id
     monkeypatch.setattr(Evaluator, "evaluate", original)
@@ -210,6 +212,8 @@ def test_the_run_identity_hash_covers_every_config_field(walk):
     (["train", "sasrec", "--dataset", "walk", "--eval", "sampled:x"], "unknown evaluation protocol"),
     (["train", "sasrec", "--dataset", "walk", "--noise", "insertion"], "unknown noise"),
     (["train", "sasrec", "--dataset", "walk", "--metric", "hr@10"], "metric 'hr@10' is not computed under full"),
+    (["train", "bert4rec", "--dataset", "walk", "--cpu-shards", "2"], "bert4rec's loss is not a mean over examples"),
+    (["train", "sasrec", "--dataset", "walk", "--cpu-shards", "-1"], "cpu_shards = -1 is out of range"),
     pytest.param(["train", "sasrec", "--dataset", "walk", "--mixed-precision", "fp16"],
                  "fp16 mixed precision needs a GPU", marks=pytest.mark.skipif(torch.cuda.is_available(),
                                                                             reason="a GPU runs fp16")),

@@ -45,6 +45,9 @@ def train(
     mixed_precision: Optional[str] = typer.Option(
         None, help="no, bf16 (CPUs and GPUs) or fp16 (GPUs): training and evaluation under autocast, scores kept "
                    "float32 \\[no]."),
+    cpu_shards: Optional[int] = typer.Option(
+        None, help="On CPUs, split each batch across this many threads, one core each (not bert4rec); 0: one per "
+                   "core, each of at least 64 examples; 1: torch's own threads on the whole batch [0]."),
 ) -> None:
     """Train a recommender once per seed; metrics per epoch and final test metrics go to the database."""
     from seqrec.recsys.runner import train_model
@@ -52,7 +55,8 @@ def train(
     hyper = given(
         hidden=hidden, layers=layers, heads=heads, dropout=dropout, loss=loss, norm=norm, mask_prob=mask_prob,
         epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, eval_every=eval_every,
-        patience=patience, metric=metric, grad_accum=grad_accum, mixed_precision=mixed_precision)
+        patience=patience, metric=metric, grad_accum=grad_accum, mixed_precision=mixed_precision,
+        cpu_shards=cpu_shards)
     if dataset is None and resume is None:
         raise typer.BadParameter("give --dataset (or --resume RUN)", param_hint="--dataset")
     run_ids = train_model(model, dataset, parse_seeds(seeds), item_emb, eval, noise, mask_seen, resume, experiment,

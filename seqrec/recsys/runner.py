@@ -26,7 +26,7 @@ RANGES = {  # hyper-parameter -> (lowest allowed, highest allowed)
     "hidden": (1, 8192), "layers": (1, 48), "heads": (1, 64), "dropout": (0.0, 0.99), "epochs": (1, 100_000),
     "batch_size": (1, 1 << 20), "lr": (1e-8, 10.0), "weight_decay": (0.0, 10.0), "eval_every": (1, 100_000),
     "patience": (1, 100_000), "grad_accum": (1, 4096), "mask_prob": (0.01, 0.99),
-    "horizontal_filters": (1, 4096), "vertical_filters": (1, 4096),
+    "horizontal_filters": (1, 4096), "vertical_filters": (1, 4096), "cpu_shards": (0, 256),
 }
 CHOICES = {"loss": ("ce", "bce"), "norm": ("pre", "post"), "mixed_precision": ("no", "bf16", "fp16")}
 
@@ -57,6 +57,9 @@ def resolve_hyper(model_name: str, max_len: int, protocol: str, hyper: dict):
     train_config = TrainConfig(**{k: v for k, v in hyper.items() if k in train_fields})
     if getattr(model_config, "heads", 1) and model_config.hidden % getattr(model_config, "heads", 1):
         raise SeqrecError(f"hidden ({model_config.hidden}) must be divisible by heads ({model_config.heads})")
+    if train_config.cpu_shards > 1 and not model_class.loss_is_example_mean:
+        raise SeqrecError(f"{model_name}'s loss is not a mean over examples, so its batches cannot be split across "
+                          "cores: cpu_shards must be 0 (automatic) or 1")
     if train_config.mixed_precision == "fp16" and process_state().device.type == "cpu":
         # Accelerate would quietly train in float32 and the run would still say fp16
         raise SeqrecError("fp16 mixed precision needs a GPU; on CPUs use bf16 (fast with AVX512-BF16 or AMX)")

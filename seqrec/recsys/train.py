@@ -1,9 +1,10 @@
 """The shared training loop: Accelerate on one CPU, one GPU or several processes.
 
-Each epoch trains on shuffled batches (a seeded order per epoch), then every ``eval_every`` epochs the model is
-evaluated on validation; the best weights are kept, a full checkpoint (model, optimizer, RNG states, loop state)
-is written, and training stops after ``patience`` evaluations without improvement. ``resume`` continues from the
-last checkpoint and reaches the same result an uninterrupted run would.
+Each epoch trains on shuffled batches (a seeded order per epoch; on a CPU a recommender's batch is split across the
+cores, ``shards.py``), then every ``eval_every`` epochs the model is evaluated on validation; the best weights are
+kept, a full checkpoint (model, optimizer, RNG states, loop state) is written, and training stops after
+``patience`` evaluations without improvement. ``resume`` continues from the last checkpoint and reaches the same
+result an uninterrupted run would.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from torch.utils.data import DataLoader, Dataset
 
 from seqrec.recsys.allocator import keep_freed_memory
+from seqrec.recsys.shards import CoreShards, shard_count
 from seqrec.store.tracker import SeqrecTracker
 
 
@@ -38,6 +40,7 @@ class TrainConfig:
     metric: str = "ndcg@10"
     grad_accum: int = 1
     mixed_precision: str = "no"  # no | bf16 | fp16
+    cpu_shards: int = 0  # split each CPU batch across this many threads (recsys/shards.py); 0: one per core
 
 
 @dataclass
@@ -134,22 +137,24 @@ def fit(model: torch.nn.Module, train_set: Dataset, validate, config: TrainConfi
     if validate_first and not resume:
         accelerator.log(validate(model, accelerator), step=0, log_kwargs={"seqrec": {"split": "valid"}})
 
-    with progress_bar(accelerator) as bar:
-        task = bar.add_task("training", total=config.epochs * len(loader), completed=state.epoch * len(loader),
+    shards = CoreShards(shard_count(config.cpu_shards, model, config.batch_size, accelerator))
+    with progress_bar(accelerator) as bar, shards:
+        description = "training" if shards.count == 1 else f"training ({shards.count} CPU shards)"
+        task = bar.add_task(description, total=config.epochs * len(loader), completed=state.epoch * len(loader),
                             info="")
         for epoch in range(state.epoch, config.epochs):
             loader.set_epoch(epoch)
             model.train()
             total, batches = torch.zeros((), device=accelerator.device), 0
-            for batch in loader:
-                with accelerator.accumulate(model):
-                    loss = model(*batch)
-                    accelerator.backward(loss)
-                    optimizer.step()
-                    optimizer.zero_grad()
-                total += loss.detach()
-                batches += 1
-                bar.advance(task)
+            with shards.threads_set():
+                for batch in loader:
+                    with accelerator.accumulate(model):
+                        loss = shards.backward(model, batch, accelerator)
+                        optimizer.step()
+                        optimizer.zero_grad()
+                    total += loss.detach()
+                    batches += 1
+                    bar.advance(task)
             mean_loss = float(accelerator.reduce(total, "mean")) / max(batches, 1)
             accelerator.log({"loss": mean_loss}, step=epoch + 1, log_kwargs={"seqrec": {"split": "train"}})
             state.epoch = epoch + 1

@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from seqrec.recsys.models.item_table import item_table
+from seqrec.recsys.models.randomness import generator
 
 
 class SequentialRecommender(nn.Module):
@@ -15,6 +16,10 @@ class SequentialRecommender(nn.Module):
     The default loss is cross-entropy of the next item over the whole catalogue (RecBole's CE); with
     ``loss="bce"`` one sampled negative per example is scored instead (SASRec's original objective).
     """
+
+    # The loss is a mean over the batch's examples, so a batch's gradient is the size-weighted sum of its parts'
+    # (training on CPUs may split a batch across the cores: recsys/shards.py).
+    loss_is_example_mean = True
 
     def __init__(self, num_items: int, hidden: int, frozen_items=None, loss: str = "ce"):
         super().__init__()
@@ -52,7 +57,8 @@ class SequentialRecommender(nn.Module):
         state = self.encode(users, histories)
         table = self.output_items()
         if self.loss_type == "bce":
-            negatives = torch.randint(1, self.num_items + 1, targets.shape, device=targets.device)
+            negatives = torch.randint(1, self.num_items + 1, targets.shape, device=targets.device,
+                                      generator=generator())
             positive = (state * table[targets]).sum(-1)
             negative = (state * table[negatives]).sum(-1)
             return F.softplus(-positive).mean() + F.softplus(negative).mean()

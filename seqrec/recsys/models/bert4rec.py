@@ -24,6 +24,8 @@ class BERT4Rec(SequentialRecommender):
     Inference: the history shifted left by one with [mask] appended; the state at [mask] scores the items.
     """
 
+    loss_is_example_mean = False  # a mean over the masked positions, whose number differs between examples
+
     def __init__(self, num_items: int, config: BERT4RecConfig, frozen_items=None, num_users: int = 0):
         super().__init__(num_items, config.hidden, frozen_items, config.loss)
         self.config = config

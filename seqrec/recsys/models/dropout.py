@@ -10,6 +10,8 @@ by its inverse, so the expectation and the gradient are those of ``nn.Dropout``.
 import torch
 from torch import nn
 
+from seqrec.recsys.models.randomness import generator
+
 LEVELS = 1 << 16
 
 
@@ -18,7 +20,7 @@ def dropout(x: torch.Tensor, p: float, training: bool = True) -> torch.Tensor:
         return nn.functional.dropout(x, p, training)
     dropped = round(p * LEVELS)  # uniforms below this (of 2**16 levels) are dropped
     count = x.numel()
-    draws = torch.empty((count + 3) // 4, dtype=torch.int64).random_(-(1 << 63), (1 << 63) - 1)
+    draws = torch.empty((count + 3) // 4, dtype=torch.int64).random_(-(1 << 63), (1 << 63) - 1, generator=generator())
     uniforms = draws.view(torch.int16)[:count].view(x.shape)  # each in [-2**15, 2**15)
     # written straight into x's dtype: a bool result converted afterwards costs several times the comparison
     keep = torch.ge(uniforms, dropped - LEVELS // 2, out=torch.empty_like(x)).mul_(LEVELS / (LEVELS - dropped))
