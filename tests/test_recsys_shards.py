@@ -15,10 +15,10 @@ from seqrec.recsys.train import TrainConfig, make_accelerator
 ITEMS, USERS, LENGTH = 30, 12, 8
 
 
-def small_model(name: str, dropout: float) -> torch.nn.Module:
+def small_model(name: str, dropout: float, loss: str = "ce") -> torch.nn.Module:
     model_class, config_class = MODELS[name]
     torch.manual_seed(0)
-    return model_class(ITEMS, config_class(hidden=16, dropout=dropout, max_len=LENGTH), num_users=USERS)
+    return model_class(ITEMS, config_class(hidden=16, dropout=dropout, max_len=LENGTH, loss=loss), num_users=USERS)
 
 
 def batch(size: int) -> tuple[torch.Tensor, ...]:
@@ -60,10 +60,11 @@ def test_gradients_are_added_to_those_of_earlier_micro_batches():
         torch.testing.assert_close(parameter.grad, 2 * once[name])
 
 
-def test_the_seed_decides_every_draw_whichever_shard_runs_first(monkeypatch):
-    """With dropout, the main thread's shard is made to start late in one step and early in the other: each shard
-    draws from its own generator, so the gradients are the same bit for bit."""
-    model, accelerator = small_model("sasrec", dropout=0.5), make_accelerator(TrainConfig())
+@pytest.mark.parametrize("name, dropout, loss", [("sasrec", 0.5, "ce"), ("gru4rec", 0.0, "bce")])
+def test_the_seed_decides_every_draw_whichever_shard_runs_first(monkeypatch, name, dropout, loss):
+    """The main thread's shard is made to start late in one step and early in the other: each shard draws its dropout
+    masks (or its sampled negatives) from its own generator, so the gradients are the same bit for bit."""
+    model, accelerator = small_model(name, dropout, loss), make_accelerator(TrainConfig())
     original = CoreShards.shard_backward
 
     def step(late: str) -> dict[str, torch.Tensor]:
@@ -82,7 +83,7 @@ def test_the_seed_decides_every_draw_whichever_shard_runs_first(monkeypatch):
         assert torch.equal(main_late[key], worker_late[key]), key
     torch.manual_seed(8)
     other_seed = gradients(model, 2, accelerator)[1]
-    assert not torch.equal(other_seed["items.embedding.weight"], main_late["items.embedding.weight"])
+    assert not torch.equal(other_seed["items.embedding.weight"], main_late["items.embedding.weight"])  # it draws
 
 
 def test_a_shard_generator_belongs_to_its_own_thread():
