@@ -5,7 +5,7 @@ A step of a small recommender (256 histories of 10 items, hidden 64) is some hun
 torch's intra-op threads each kernel splits its data between the cores, and the next kernel reads what the other
 core wrote. On this project's 2-core VM that costs three times more in one of its two states, where an ML-1M-size
 SASRec step took 24 ms against 18-19.5 ms in the other. With a shard per core each thread's data stays in its own
-core's cache: 18-19.5 ms in both (benchmarks/README.md, stop 21).
+core's cache: 19 ms in the slow state, and the fast state's steps as they were (benchmarks/README.md, stop 21).
 
 The batch's gradient is the size-weighted sum of its shards' gradients, added in shard order, so it does not
 depend on which thread finishes first. Each shard draws its dropout masks and negatives from a generator of its
