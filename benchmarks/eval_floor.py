@@ -7,7 +7,7 @@ Times one validation pass of seqrec's ``Evaluator`` (the benchmark's model: hidd
 untrained weights; an evaluation costs the same whatever the weights), then the same pass's pieces replayed alone on
 random tensors of the shapes it used: every ``F.linear`` product (the ``nn.Linear`` layers' and the fused query, key
 and value product), the first block's two batched attention products (keys x queries, then weights x values; the
-last block's single query is a weighted sum, not replayed) and the scoring product against the whole catalogue (in
+last block's single query per history goes through products with the weights, not replayed) and the scoring product against the whole catalogue (in
 the orientation ``SequentialRecommender.scores`` uses on CPUs). Their sum is what an implementation that spent
 nothing on anything else (embedding lookups, LayerNorm, GELU, ranking, metrics) would still pay;
 ``--recbole-seconds`` prints which speed-up over RecBole that floor allows. The datasets are the ones
@@ -69,10 +69,9 @@ def main() -> None:
         return linear(x, weight, bias)
 
     def record_attention(module, inputs):
-        (batch, queries, hidden), keys = inputs[0].shape, inputs[1].shape[1]
-        if queries > 1:  # [batch, heads, positions, head size] of the queries and of the keys
-            attention_shapes.append(((batch, module.heads, queries, hidden // module.heads),
-                                     (batch, module.heads, keys, hidden // module.heads)))
+        (batch, positions, hidden), newest_only = inputs[0].shape, len(inputs) > 2 and inputs[2]
+        if not newest_only:  # [batch, heads, positions, head size] of the queries, keys and values
+            attention_shapes.append((batch, module.heads, positions, hidden // module.heads))
 
     hooks = [module.register_forward_pre_hook(record_attention) for module in model.modules()
              if isinstance(module, SelfAttention)]
@@ -85,7 +84,7 @@ def main() -> None:
             hook.remove()
 
     inputs = [(torch.randn(shape), weight) for shape, weight in linear_shapes]
-    attention = [(torch.randn(query), torch.randn(key), torch.randn(key)) for query, key in attention_shapes]
+    attention = [(torch.randn(shape), torch.randn(shape), torch.randn(shape)) for shape in attention_shapes]
     table = model.output_items().detach()
     states = torch.randn(len(evaluator.targets), table.shape[1])
     with torch.inference_mode():

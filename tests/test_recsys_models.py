@@ -63,11 +63,13 @@ def test_post_norm_computes_recboles_layout_step_by_step():
         torch.testing.assert_close(model.encode(None, rows), x[:, -1], atol=1e-5, rtol=1e-5)
 
 
-def plain_attention(attention: SelfAttention, queries, keys, allowed) -> torch.Tensor:
-    """The textbook formulation: separate projections, scaled_dot_product_attention, no dropout."""
+def plain_attention(attention: SelfAttention, queries, keys, allowed, dropout_p: float = 0.0) -> torch.Tensor:
+    """The textbook formulation: separate projections of every position, softmax(q k^T / sqrt(d)), its dropout
+    (seqrec's, drawn in the [batch, heads, queries, keys] layout), then the weighted sum of the values."""
     key, value = attention.key_value(keys).chunk(2, dim=-1)
-    heads = map(attention.split_heads, (attention.query(queries), key, value))
-    attended = torch.nn.functional.scaled_dot_product_attention(*heads, attn_mask=allowed)
+    query, key, value = map(attention.split_heads, (attention.query(queries), key, value))
+    weights = (query @ key.transpose(-1, -2) * query.shape[-1] ** -0.5).masked_fill(~allowed, float("-inf"))
+    attended = dropout(weights.softmax(-1), dropout_p) @ value
     return attention.out(attended.transpose(1, 2).flatten(2))
 
 
@@ -75,21 +77,43 @@ def plain_attention(attention: SelfAttention, queries, keys, allowed) -> torch.T
 @pytest.mark.parametrize("newest_only", [False, True])
 @pytest.mark.parametrize("training", [False, True])
 def test_attention_speed_paths_equal_the_plain_formulation(newest_only, training, causal):
-    """One product for queries, keys and values; the explicit CPU path with its [keys, queries] weights; the
-    weighted sum for a single (newest) query: each must give what the plain formulation gives, gradients included.
-    The training dropout is too small to drop anything."""
+    """One product for queries, keys and values and the [keys, queries] weights of every position; for the newest
+    position alone, the projections folded into the query and output sides: each must give what the plain
+    formulation gives, gradients of the input and of every weight included. The training dropout is too small to
+    drop anything."""
     torch.manual_seed(0)
     attention = SelfAttention(hidden=16, heads=2, dropout=1e-9).train(training)
+    for parameter in attention.parameters():  # non-zero biases, so that each bias term shows
+        torch.nn.init.normal_(parameter, std=0.3)
     rows = histories()
     allowed = attention_allowed(rows, causal=causal)
     x = torch.randn(6, 8, 16, requires_grad=True)
+    inputs = [x, *attention.parameters()]
     queries, allowed_rows = (x[:, -1:], allowed[:, :, -1:]) if newest_only else (x, allowed)
-    fast = attention(queries, x, allowed_rows)
-    (fast_grad,) = torch.autograd.grad(fast.square().sum(), x)
+    fast = attention(x, allowed, newest_only)
+    fast_grads = torch.autograd.grad(fast.square().sum(), inputs)
     plain = plain_attention(attention, queries, x, allowed_rows)
-    (plain_grad,) = torch.autograd.grad(plain.square().sum(), x)
+    plain_grads = torch.autograd.grad(plain.square().sum(), inputs)
     torch.testing.assert_close(fast, plain, atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(fast_grad, plain_grad, atol=1e-5, rtol=1e-5)
+    for fast_grad, plain_grad in zip(fast_grads, plain_grads):
+        torch.testing.assert_close(fast_grad, plain_grad, atol=1e-4, rtol=1e-4)
+
+
+def test_newest_position_attention_drops_what_the_plain_formulation_drops():
+    """With dropout the kept weights no longer sum to 1; the folded values' bias must follow them (b_v sum_j a_j)."""
+    attention = SelfAttention(hidden=16, heads=2, dropout=0.5)
+    for parameter in attention.parameters():
+        torch.nn.init.normal_(parameter, std=0.3)
+    allowed = attention_allowed(histories(), causal=True)
+    x = torch.randn(6, 8, 16, requires_grad=True)
+    torch.manual_seed(1)
+    fast = attention(x, allowed, newest_only=True)
+    torch.manual_seed(1)
+    plain = plain_attention(attention, x[:, -1:], x, allowed[:, :, -1:], dropout_p=0.5)
+    torch.testing.assert_close(fast, plain, atol=1e-5, rtol=1e-5)
+    inputs = [x, *attention.parameters()]
+    for fast_grad, plain_grad in zip(torch.autograd.grad(fast.sum(), inputs), torch.autograd.grad(plain.sum(), inputs)):
+        torch.testing.assert_close(fast_grad, plain_grad, atol=1e-4, rtol=1e-4)
 
 
 @pytest.mark.parametrize("newest_only", [False, True])
@@ -101,8 +125,8 @@ def test_attention_weights_are_dropped_in_training_only(newest_only):
     x = torch.randn(6, 8, 16)
     queries, allowed_rows = (x[:, -1:], allowed[:, :, -1:]) if newest_only else (x, allowed)
     plain = plain_attention(attention, queries, x, allowed_rows)
-    torch.testing.assert_close(attention.eval()(queries, x, allowed_rows), plain, atol=1e-5, rtol=1e-5)
-    assert not torch.allclose(attention.train()(queries, x, allowed_rows), plain, atol=1e-3)
+    torch.testing.assert_close(attention.eval()(x, allowed, newest_only), plain, atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(attention.train()(x, allowed, newest_only), plain, atol=1e-3)
 
 
 def test_scores_stay_float32_under_bf16_autocast():
