@@ -37,8 +37,8 @@ class SelfAttention(nn.Module):
         return x.unflatten(-1, (self.heads, -1)).transpose(1, 2)  # [batch, heads, positions, head size]
 
     def project(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """Query, key and value heads of every position, in one product (saves two passes over the input, forward
-        and backward)."""
+        """Query, key and value heads of every position, in one product (saves a pass over the input, forward and
+        backward, against a query product and a key-value one)."""
         weight = torch.cat([self.query.weight, self.key_value.weight])
         bias = torch.cat([self.query.bias, self.key_value.bias])
         return tuple(map(self.split_heads, F.linear(x, weight, bias).chunk(3, dim=-1)))
@@ -141,8 +141,9 @@ class SelfAttentionEncoder(nn.Module):
 
     def forward(self, embedded: torch.Tensor, histories: torch.Tensor, causal: bool,
                 newest_only: bool = False) -> torch.Tensor:
-        """[batch, L, hidden], or [batch, hidden] for the newest position alone (the last block then skips the
-        queries, projections and feed-forward of every other position: the same result, a third less work)."""
+        """[batch, L, hidden], or [batch, hidden] for the newest position alone (the last block then computes the
+        attention and feed-forward of that position only, without projecting the others: the same result, about
+        45% less work for two blocks of 10 positions)."""
         positions = torch.arange(histories.shape[1], device=histories.device)
         x = self.dropout(self.input_norm(embedded + self.positions(positions)))
         allowed = attention_allowed(histories, causal)
