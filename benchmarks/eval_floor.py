@@ -7,11 +7,11 @@ Times one validation pass of seqrec's ``Evaluator`` (the benchmark's model: hidd
 untrained weights; an evaluation costs the same whatever the weights), then the same pass's pieces replayed alone on
 random tensors of the shapes it used: every ``F.linear`` product (the ``nn.Linear`` layers' and the fused query, key
 and value product), the first block's two batched attention products (keys x queries, then weights x values; the
-last block's single query per history goes through products with the weights, not replayed) and the scoring product against the whole catalogue (in
-the orientation ``SequentialRecommender.scores`` uses on CPUs). Their sum is what an implementation that spent
-nothing on anything else (embedding lookups, LayerNorm, GELU, ranking, metrics) would still pay;
-``--recbole-seconds`` prints which speed-up over RecBole that floor allows. The datasets are the ones
-``recbole_compare.py`` prepares (it must have run once with the same ``--home``).
+last block's products for its single query per history, outside its linear layers, are small and not replayed)
+and the scoring product against the whole catalogue (in the orientation ``SequentialRecommender.scores`` uses on
+CPUs). Their sum is what an implementation that spent nothing on anything else (embedding lookups, LayerNorm,
+GELU, ranking, metrics) would still pay; ``--recbole-seconds`` prints which speed-up over RecBole that floor
+allows. The datasets are the ones ``recbole_compare.py`` prepares (it must have run once with the same ``--home``).
 """
 
 from __future__ import annotations
@@ -69,7 +69,7 @@ def main() -> None:
         return linear(x, weight, bias)
 
     def record_attention(module, inputs):
-        (batch, positions, hidden), newest_only = inputs[0].shape, len(inputs) > 2 and inputs[2]
+        (batch, positions, hidden), newest_only = inputs[0].shape, inputs[2]  # TransformerBlock passes all three
         if not newest_only:  # [batch, heads, positions, head size] of the queries, keys and values
             attention_shapes.append((batch, module.heads, positions, hidden // module.heads))
 
