@@ -9,7 +9,7 @@ from seqrec.data.batches import seen_items
 from seqrec.data.prepare import get_dataset, load_dataset
 from seqrec.recsys import evaluate as evaluate_module
 from seqrec.recsys.evaluate import Evaluator, sample_candidates, stored_candidates
-from seqrec.recsys.train import TrainConfig, make_accelerator
+from seqrec.training.accelerator import make_accelerator
 
 
 def test_sampled_negatives_are_unseen_distinct_and_exclude_the_target(walk):
@@ -56,7 +56,7 @@ def test_noise_and_seen_masking_change_what_the_evaluator_sees(walk):
     noisy = Evaluator(data, "test", data_folder=folder, noise="deletion")
     assert not torch.equal(clean.histories, noisy.histories)
     assert ((clean.histories > 0).sum(1) - (noisy.histories > 0).sum(1)).max() == 1  # one item deleted at most
-    accelerator = make_accelerator(TrainConfig())
+    accelerator = make_accelerator()
     model = SeenLover(data.num_items, clean.targets)
     masked = Evaluator(data, "test", data_folder=folder, mask_seen_items=True).evaluate(model, accelerator)
     unmasked = clean.evaluate(model, accelerator)

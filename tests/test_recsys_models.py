@@ -1,14 +1,12 @@
-"""The recommenders' speed paths compute what the plain formulation computes."""
-
-import subprocess
-import sys
+"""The recommenders compute what their papers' formulations compute, and the objectives score what they should."""
 
 import pytest
 import torch
+import torch.nn.functional as F
 
-from seqrec.recsys.allocator import keep_freed_memory
-from seqrec.recsys.models.base import catalogue_cross_entropy
-from seqrec.recsys.models.dropout import Dropout, dropout
+from seqrec.data.batches import sequence_examples
+from seqrec.recsys.models import RECOMMENDERS
+from seqrec.recsys.models.base import SequentialRecommender, catalogue_cross_entropy
 from seqrec.recsys.models.sasrec import SASRec, SASRecConfig, SelfAttention, attention_allowed
 
 
@@ -19,14 +17,10 @@ def histories(batch: int = 6, length: int = 8, items: int = 30) -> torch.Tensor:
     return rows
 
 
-@pytest.mark.parametrize("norm", ["pre", "post"])
-def test_newest_only_is_the_last_position_of_the_full_encoder(norm):
+def model_of(name: str, **options) -> SequentialRecommender:
     torch.manual_seed(0)
-    model = SASRec(30, SASRecConfig(hidden=16, layers=2, heads=2, max_len=8, norm=norm)).eval()
-    rows = histories()
-    full = model.encoder(model.items(rows), rows, causal=True)[:, -1]
-    newest = model.encoder(model.items(rows), rows, causal=True, newest_only=True)
-    torch.testing.assert_close(newest, full, atol=1e-5, rtol=1e-5)
+    model_class, config_class = RECOMMENDERS[name]
+    return model_class(30, config_class(hidden=16, max_len=8, **options), num_users=6).eval()
 
 
 def test_post_norm_is_recboles_layout():
@@ -58,75 +52,98 @@ def test_post_norm_computes_recboles_layout_step_by_step():
     with torch.no_grad():
         x = encoder.input_norm(model.items(rows) + encoder.positions.weight)
         for block in encoder.blocks:
-            x = block.attention_norm(x + plain_attention(block.attention, x, x, allowed))
+            x = block.attention_norm(x + plain_attention(block.attention, x, allowed))
             x = block.ffn_norm(x + block.ffn(x))
         torch.testing.assert_close(model.encode(None, rows), x[:, -1], atol=1e-5, rtol=1e-5)
 
 
-def plain_attention(attention: SelfAttention, queries, keys, allowed, dropout_p: float = 0.0) -> torch.Tensor:
-    """The textbook formulation: separate projections of every position, softmax(q k^T / sqrt(d)), its dropout
-    (seqrec's, drawn in the [batch, heads, queries, keys] layout), then the weighted sum of the values."""
-    key, value = attention.key_value(keys).chunk(2, dim=-1)
-    query, key, value = map(attention.split_heads, (attention.query(queries), key, value))
+def plain_attention(attention: SelfAttention, x, allowed) -> torch.Tensor:
+    """The textbook formulation: softmax(q k^T / sqrt(d)) v per head, written out."""
+    query, key, value = (part.unflatten(-1, (attention.heads, -1)).transpose(1, 2)
+                         for part in attention.qkv(x).chunk(3, dim=-1))
     weights = (query @ key.transpose(-1, -2) * query.shape[-1] ** -0.5).masked_fill(~allowed, float("-inf"))
-    attended = dropout(weights.softmax(-1), dropout_p) @ value
-    return attention.out(attended.transpose(1, 2).flatten(2))
+    return attention.out((weights.softmax(-1) @ value).transpose(1, 2).flatten(2))
 
 
 @pytest.mark.parametrize("causal", [False, True])
-@pytest.mark.parametrize("newest_only", [False, True])
-@pytest.mark.parametrize("training", [False, True])
-def test_attention_speed_paths_equal_the_plain_formulation(newest_only, training, causal):
-    """One product for queries, keys and values and the [keys, queries] weights of every position; for the newest
-    position alone, the projections folded into the query and output sides: each must give what the plain
-    formulation gives, gradients of the input and of every weight included. The training dropout is too small to
-    drop anything."""
+def test_attention_is_the_textbook_formulation(causal):
     torch.manual_seed(0)
-    attention = SelfAttention(hidden=16, heads=2, dropout=1e-9).train(training)
-    for parameter in attention.parameters():  # non-zero biases, so that each bias term shows
-        torch.nn.init.normal_(parameter, std=0.3)
+    attention = SelfAttention(16, 2, dropout=0.5).eval()
     rows = histories()
-    allowed = attention_allowed(rows, causal=causal)
-    x = torch.randn(6, 8, 16, requires_grad=True)
-    inputs = [x, *attention.parameters()]
-    queries, allowed_rows = (x[:, -1:], allowed[:, :, -1:]) if newest_only else (x, allowed)
-    fast = attention(x, allowed, newest_only)
-    fast_grads = torch.autograd.grad(fast.square().sum(), inputs)
-    plain = plain_attention(attention, queries, x, allowed_rows)
-    plain_grads = torch.autograd.grad(plain.square().sum(), inputs)
-    torch.testing.assert_close(fast, plain, atol=1e-5, rtol=1e-5)
-    for fast_grad, plain_grad in zip(fast_grads, plain_grads):
-        torch.testing.assert_close(fast_grad, plain_grad, atol=1e-4, rtol=1e-4)
-
-
-def test_newest_position_attention_drops_what_the_plain_formulation_drops():
-    """With dropout the kept weights no longer sum to 1; the folded values' bias must follow them (b_v sum_j a_j)."""
-    attention = SelfAttention(hidden=16, heads=2, dropout=0.5)
-    for parameter in attention.parameters():
-        torch.nn.init.normal_(parameter, std=0.3)
-    allowed = attention_allowed(histories(), causal=True)
-    x = torch.randn(6, 8, 16, requires_grad=True)
-    torch.manual_seed(1)
-    fast = attention(x, allowed, newest_only=True)
-    torch.manual_seed(1)
-    plain = plain_attention(attention, x[:, -1:], x, allowed[:, :, -1:], dropout_p=0.5)
-    torch.testing.assert_close(fast, plain, atol=1e-5, rtol=1e-5)
-    inputs = [x, *attention.parameters()]
-    for fast_grad, plain_grad in zip(torch.autograd.grad(fast.sum(), inputs), torch.autograd.grad(plain.sum(), inputs)):
-        torch.testing.assert_close(fast_grad, plain_grad, atol=1e-4, rtol=1e-4)
-
-
-@pytest.mark.parametrize("newest_only", [False, True])
-def test_attention_weights_are_dropped_in_training_only(newest_only):
-    torch.manual_seed(0)
-    attention = SelfAttention(hidden=16, heads=2, dropout=0.5)
-    rows = histories()
-    allowed = attention_allowed(rows, causal=True)
     x = torch.randn(6, 8, 16)
-    queries, allowed_rows = (x[:, -1:], allowed[:, :, -1:]) if newest_only else (x, allowed)
-    plain = plain_attention(attention, queries, x, allowed_rows)
-    torch.testing.assert_close(attention.eval()(x, allowed, newest_only), plain, atol=1e-5, rtol=1e-5)
-    assert not torch.allclose(attention.train()(x, allowed, newest_only), plain, atol=1e-3)
+    allowed = attention_allowed(rows, causal)
+    torch.testing.assert_close(attention(x, allowed), plain_attention(attention, x, allowed), atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(attention.train()(x, allowed), plain_attention(attention, x, allowed), atol=1e-3)
+
+
+def test_gru4rec_in_one_pass_equals_each_prefix_encoded_alone():
+    """The recurrence gives the state after every prefix in one pass; the base class's prefix-by-prefix form (what
+    Caser uses) is the reference."""
+    model, rows = model_of("gru4rec"), histories()
+    users = torch.arange(1, 7)
+    with torch.no_grad():
+        one_pass = model.encode_positions(users, rows)
+        prefix_by_prefix = SequentialRecommender.encode_positions(model, users, rows)
+    real = rows > 0
+    torch.testing.assert_close(one_pass[real], prefix_by_prefix[real], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(model.encode(users, rows), one_pass[:, -1])
+
+
+@pytest.mark.parametrize("norm", ["pre", "post"])
+def test_sasrec_states_at_every_position_see_only_earlier_items(norm):
+    """As in the SASRec paper, one causal pass gives every position's state (positions embedded by column): the
+    state at position t does not change when the items after t do, and ``encode`` is the newest position's."""
+    model, rows = model_of("sasrec", norm=norm), histories()
+    changed = rows.clone()
+    changed[:, 5:] = torch.randint(1, 31, (6, 3), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        states, changed_states = model.encode_positions(None, rows), model.encode_positions(None, changed)
+    torch.testing.assert_close(states[1:, :5], changed_states[1:, :5])
+    assert not torch.allclose(states[:, 5:], changed_states[:, 5:], atol=1e-4)
+    torch.testing.assert_close(model.encode(None, rows), states[:, -1])
+
+
+def test_gru4rec_states_do_not_depend_on_the_padding_before_a_history():
+    model = model_of("gru4rec")
+    with torch.no_grad():
+        padded = model.encode_positions(None, torch.tensor([[0, 0, 0, 0, 0, 3, 7, 9]]))[0, -3:]
+        unpadded = model.encode_positions(None, torch.tensor([[3, 7, 9]]))[0]
+    torch.testing.assert_close(padded, unpadded)
+
+
+def test_the_all_position_loss_is_the_mean_over_every_non_padding_position():
+    """Hand-computed: the cross-entropy at each position whose target is an item, averaged over those positions."""
+    model = model_of("sasrec", objective="all", dropout=0.0)
+    inputs = torch.tensor([[0, 0, 0, 0, 0, 4, 2, 9], [3, 1, 4, 1, 5, 9, 2, 6]])
+    targets = torch.tensor([[0, 0, 0, 0, 0, 2, 9, 7], [1, 4, 1, 5, 9, 2, 6, 5]])
+    states = model.encode_positions(None, inputs)
+    table = model.output_items()
+    terms = [F.cross_entropy((states[row, column] @ table[1:].T)[None], targets[row, column][None] - 1)
+             for row in range(2) for column in range(8) if targets[row, column] > 0]
+    assert len(terms) == 11
+    torch.testing.assert_close(model.loss(None, inputs, targets), torch.stack(terms).mean())
+
+
+def test_the_last_position_loss_scores_only_the_newest_position():
+    model = model_of("sasrec", objective="last", dropout=0.0)
+    rows, targets = histories(), torch.arange(1, 7)
+    expected = F.cross_entropy(model.encode(None, rows) @ model.output_items()[1:].T, targets - 1)
+    torch.testing.assert_close(model.loss(None, rows, targets), expected)
+
+
+def test_each_training_transition_is_a_target_exactly_once_per_epoch(walk):
+    from seqrec.data.prepare import load_dataset
+
+    data = load_dataset("walk")
+    users, inputs, targets = sequence_examples(data, max_len=3).tensors
+    expected = sorted((int(user), int(a), int(b)) for user, items in zip(data.train["user"], data.train["items"])
+                      for a, b in zip(items[:-1], items[1:]))
+    pairs = sorted((int(users[row]), int(inputs[row, column]), int(targets[row, column]))
+                   for row in range(len(users)) for column in range(3) if targets[row, column] > 0)
+    assert pairs == expected
+    assert torch.equal(inputs > 0, targets > 0)  # padded alike
+    followed = targets[:, :-1] > 0
+    assert torch.equal(inputs[:, 1:][followed], targets[:, :-1][followed])  # each target is the next input
 
 
 def test_scores_stay_float32_under_bf16_autocast():
@@ -158,61 +175,3 @@ def test_catalogue_cross_entropy_is_the_loss_with_the_padding_item_masked():
     for grad, expected in zip(grads, torch.autograd.grad(reference, (states, table))):
         torch.testing.assert_close(grad, expected)
     assert torch.equal(grads[1][0], torch.zeros(8))
-
-
-@pytest.mark.parametrize("p", [0.1, 0.3, 0.5])
-def test_cpu_dropout_keeps_the_expectation_and_the_rate(p):
-    torch.manual_seed(0)
-    x = torch.full((400, 1000), 2.0, requires_grad=True)
-    y = dropout(x, p)
-    kept = y != 0
-    assert abs(kept.float().mean().item() - (1 - p)) < 0.005
-    assert abs(y.mean().item() - 2.0) < 0.02  # kept values are scaled up by 1 / keep probability
-    assert torch.allclose(y[kept], y[kept][0])
-    y.sum().backward()
-    torch.testing.assert_close(x.grad, y.detach() / 2.0)  # the gradient is the same mask and scale
-
-
-def test_cpu_dropout_is_seeded_and_off_outside_training():
-    x = torch.randn(64, 32)
-    torch.manual_seed(3)
-    first = Dropout(0.2).train()(x)
-    torch.manual_seed(3)
-    assert torch.equal(first, Dropout(0.2).train()(x))
-    assert torch.equal(Dropout(0.2).eval()(x), x)
-    assert torch.equal(dropout(x, 0.0), x)
-
-
-FAULTS_OF_SMALL_TRAINING_STEPS = """
-import resource, sys, torch
-from seqrec.recsys.allocator import keep_freed_memory
-
-def faults_of_ten_small_training_steps():
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-    for _ in range(10):
-        x = torch.randn(256, 10, 64, requires_grad=True)
-        weight = torch.randn(64, 256, requires_grad=True)
-        torch.nn.functional.gelu(x @ weight).sum().backward()
-    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
-
-if sys.argv[1] == "kept":
-    keep_freed_memory()
-faults_of_ten_small_training_steps()  # the first steps fault the heap in
-print(min(faults_of_ten_small_training_steps() for _ in range(3)))
-"""
-
-
-def test_freed_tensor_memory_is_reused_without_page_faults():
-    """Each in a fresh process: glibc adapts its thresholds to what a process has freed before, so in the test
-    process the defaults could look as good as the setting."""
-    if not keep_freed_memory():
-        pytest.skip("not glibc")
-
-    def faults(setting: str) -> int:
-        command = [sys.executable, "-c", FAULTS_OF_SMALL_TRAINING_STEPS, setting]
-        return int(subprocess.run(command, capture_output=True, text=True, check=True).stdout)
-
-    # glibc's defaults fault thousands of pages in every such measurement; kept memory none, apart from an
-    # occasional burst of a few hundred from the kernel's side, hence the best of three
-    assert faults("kept") < 100
-    assert faults("defaults") > 1000

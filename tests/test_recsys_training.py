@@ -1,4 +1,3 @@
-import importlib.util
 import os
 import subprocess
 import sys
@@ -15,7 +14,6 @@ from seqrec.errors import SeqrecError
 from seqrec.recsys.evaluate import Evaluator
 from seqrec.recsys.metrics import FULL_METRICS
 from seqrec.recsys.runner import evaluate_run, train_config, train_model
-from seqrec.recsys.train import mark_absent
 from seqrec.store import open_store
 from seqrec.store.hashing import config_hash
 
@@ -25,7 +23,8 @@ RECURRENT_OR_CONVOLUTIONAL = ("gru4rec", "caser")
 
 
 @pytest.mark.parametrize("model, options", [("sasrec", {}), ("sasrec", {"norm": "post"}), ("gru4rec", {}),
-                                            ("caser", {}), ("bert4rec", {}), ("sasrec", {"cpu_shards": 2})])
+                                            ("caser", {}), ("bert4rec", {}), ("sasrec", {"objective": "last"}),
+                                            ("gru4rec", {"objective": "last"}), ("caser", {"objective": "last"})])
 def test_every_model_learns_the_walk(walk, model, options):
     hyper = {k: v for k, v in FAST.items() if not (model in RECURRENT_OR_CONVOLUTIONAL and k in ("heads", "layers"))}
     hyper.update(options)
@@ -51,9 +50,9 @@ def test_bf16_mixed_precision_after_a_float32_run_in_the_same_process(walk):
     assert store.final_metrics(run_id)["test"]["recall@10"] > 0.6
 
 
-@pytest.mark.parametrize("cpu_shards", [1, 2])
-def test_a_resumed_run_ends_with_the_same_metrics(walk, monkeypatch, cpu_shards):
-    hyper = {**FAST, "epochs": 6, "cpu_shards": cpu_shards}
+@pytest.mark.parametrize("objective", ["all", "last"])
+def test_a_resumed_run_ends_with_the_same_metrics(walk, monkeypatch, objective):
+    hyper = {**FAST, "epochs": 6, "objective": objective}
     (uninterrupted,) = train_model("sasrec", "walk", seeds=[1], **hyper)
     original = interrupt_at_evaluation(monkeypatch, call=3)
     with pytest.raises(KeyboardInterrupt):
@@ -175,9 +174,11 @@ def test_resume_restores_the_best_score_and_patience_count(walk, monkeypatch):
 
 
 def test_gradient_accumulation_steps_once_per_group_of_micro_batches(walk):
-    """grad_accum=2 with batch b updates like grad_accum=1 with batch 2b (same example order, no dropout)."""
+    """grad_accum=2 with batch b updates like grad_accum=1 with batch 2b (same example order, no dropout; the
+    last-position objective, whose loss is a mean over examples of one scored position each)."""
     def trained(**hyper):
-        (run_id,) = train_model("sasrec", "walk", seeds=[0], **{**FAST, "epochs": 1, "dropout": 0.0, **hyper})
+        (run_id,) = train_model("sasrec", "walk", seeds=[0], **{**FAST, "epochs": 1, "dropout": 0.0,
+                                                               "objective": "last", **hyper})
         return saved_weights(run_id)
 
     accumulated, big, small = trained(batch_size=16, grad_accum=2), trained(batch_size=32), trained(batch_size=16)
@@ -212,8 +213,10 @@ def test_the_run_identity_hash_covers_every_config_field(walk):
     (["train", "sasrec", "--dataset", "walk", "--eval", "sampled:x"], "unknown evaluation protocol"),
     (["train", "sasrec", "--dataset", "walk", "--noise", "insertion"], "unknown noise"),
     (["train", "sasrec", "--dataset", "walk", "--metric", "hr@10"], "metric 'hr@10' is not computed under full"),
-    (["train", "bert4rec", "--dataset", "walk", "--cpu-shards", "2"], "bert4rec's loss is not a mean over examples"),
-    (["train", "sasrec", "--dataset", "walk", "--cpu-shards", "-1"], "cpu_shards = -1 is out of range"),
+    (["train", "sasrec", "--dataset", "walk", "--objective", "every"], "objective must be one of all, last"),
+    (["train", "bert4rec", "--dataset", "walk", "--objective", "all"], "bert4rec trains by predicting masked items"),
+    (["train", "sasrec", "--dataset", "walk", "--lr", "20"], "lr = 20.0 is out of range [1e-08, 10.0]"),
+    (["train", "sasrec", "--dataset", "walk", "--epochs", "0"], "epochs = 0 is out of range [1, 100000]"),
     pytest.param(["train", "sasrec", "--dataset", "walk", "--mixed-precision", "fp16"],
                  "fp16 mixed precision needs a GPU", marks=pytest.mark.skipif(torch.cuda.is_available(),
                                                                             reason="a GPU runs fp16")),
@@ -261,11 +264,24 @@ def test_a_whole_batch_gathers_the_rows_the_sampler_asked_for_in_order():
     assert histories.tolist() == [[8, 9], [0, 1], [8, 9], [4, 5]]
 
 
-def test_a_missing_package_is_marked_absent_and_an_installed_one_left_alone(monkeypatch):
-    monkeypatch.delitem(sys.modules, "no_such_package_seqrec", raising=False)
-    mark_absent("no_such_package_seqrec")
-    assert "no_such_package_seqrec" in sys.modules and importlib.util.find_spec("no_such_package_seqrec") is None
-    monkeypatch.delitem(sys.modules, "no_such_package_seqrec")
-    monkeypatch.delitem(sys.modules, "colorsys", raising=False)  # installed (stdlib), not yet imported
-    mark_absent("colorsys")
-    assert "colorsys" not in sys.modules and importlib.util.find_spec("colorsys") is not None
+def test_a_runs_result_is_decided_by_its_config_not_the_core_count(walk):
+    """The same config trained with one thread and with two: the same identity, and metrics equal up to rounding."""
+    hyper = {**FAST, "epochs": 4}
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        (one,) = train_model("sasrec", "walk", seeds=[0], experiment="one-thread", **hyper)
+        torch.set_num_threads(2)
+        (two,) = train_model("sasrec", "walk", seeds=[0], experiment="two-threads", **hyper)
+    finally:
+        torch.set_num_threads(threads)
+    store = open_store()
+    assert store.get_run(one).config_hash == store.get_run(two).config_hash
+    assert store.final_metrics(two)["test"] == pytest.approx(store.final_metrics(one)["test"], abs=1e-4)
+
+
+def test_the_same_message_for_an_out_of_range_value_from_python_and_the_cli(walk):
+    with pytest.raises(SeqrecError) as raised:
+        train_model("sasrec", "walk", seeds=[0], lr=20.0)
+    result = CliRunner().invoke(app, ["train", "sasrec", "--dataset", "walk", "--lr", "20"])
+    assert str(raised.value) in result.stderr

@@ -57,6 +57,25 @@ def next_item_examples(data: PreparedData, max_len: int) -> BatchIndexedTensors:
                                torch.as_tensor(np.asarray(targets, dtype=np.int64)))
 
 
+def sequence_examples(data: PreparedData, max_len: int) -> BatchIndexedTensors:
+    """Each training sequence once, for a loss on every position: (user, inputs [max_len], targets [max_len]),
+    where targets[t] is the item after inputs[t] and 0 marks padding.
+
+    A sequence longer than ``max_len + 1`` is cut into consecutive windows from its newest end, so that every
+    transition is a target exactly once per epoch; a window's first positions then see only that window.
+    """
+    users, inputs, targets = [], [], []
+    for user, items in zip(data.train["user"], data.train["items"]):
+        items = np.asarray(items, dtype=np.int64)
+        for end in range(len(items), 1, -max_len):  # targets are items[start + 1 : end]
+            start = max(0, end - max_len - 1)
+            users.append(user)
+            inputs.append(items[start:end - 1])
+            targets.append(items[start + 1:end])
+    return BatchIndexedTensors(torch.as_tensor(np.asarray(users, dtype=np.int64)),
+                               torch.from_numpy(left_pad(inputs, max_len)), torch.from_numpy(left_pad(targets, max_len)))
+
+
 def seen_items(data: PreparedData, split: str) -> list[np.ndarray]:
     """Per evaluation example, every item the user interacted with before its target (for optional masking)."""
     examples = getattr(data, split)

@@ -73,21 +73,21 @@ def check_parameters(name: str, experiment: ExperimentSpec, accepted: set[str], 
 
 
 def train_parameters() -> set[str]:
-    from seqrec.recsys.models import MODELS
-    from seqrec.recsys.train import TrainConfig
+    from seqrec.recsys.models import RECOMMENDERS as MODELS
+    from seqrec.training.config import TrainConfig
 
-    fields = {f.name for f in dataclasses.fields(TrainConfig)}
-    for _, config_class in MODELS.values():
-        fields |= {f.name for f in dataclasses.fields(config_class)} - {"max_len"}
+    from seqrec.training.options import fields_of
+
+    fields = set(fields_of(TrainConfig, *(config_class for _, config_class in MODELS.values())))
     call = set(inspect.signature(train_config).parameters) - {"hyper", "dataset", "seed"}
     return fields | call
 
 
 def distill_parameters() -> set[str]:
-    from seqrec.llm.distill import DistillConfig
-    from seqrec.llm.options import LOOP_OPTIONS
+    from seqrec.llm.configs import DistillConfig, DistillTraining
+    from seqrec.training.options import fields_of
 
-    return {f.name for f in dataclasses.fields(DistillConfig)} | set(LOOP_OPTIONS)
+    return set(fields_of(DistillConfig, DistillTraining, exclude=("metric",)))
 
 
 def prepare_points(spec: ExperimentsFile, name: str, experiment: ExperimentSpec) -> list[Point]:
@@ -294,7 +294,7 @@ def run_experiment(name: str, path: Path | str = "experiments.toml", force: bool
                    on_point: Callable[[Point], None] | None = None) -> Plan:
     """Run every point not yet done, experiment by experiment (each re-planned when its turn comes, so that it
     sees what the experiments before it made); failures are recorded on their points and the rest goes on."""
-    from seqrec.recsys.train import process_state
+    from seqrec.training.accelerator import process_state
 
     path = Path(path)
     processes = process_state()

@@ -1,4 +1,4 @@
-"""Teacher-to-student distillation of LLM item embedders (seed 000's efficiency module).
+"""Teacher-to-student distillation of LLM item embedders (the first paper's efficiency module).
 
     L = lambda_ic * L_IC + lambda_kl * KL( softmax(T T^T / tau) || softmax(S S^T / tau) )  [+ lambda_align * L_align]
 
@@ -15,7 +15,6 @@ The result is a distill run with the student as a model folder and its item embe
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -24,44 +23,18 @@ from torch import nn
 from torch.utils.data import TensorDataset
 
 from seqrec.errors import SeqrecError
-from seqrec.llm.embed import (ARTIFACT_KIND, POOLINGS, embed_items, embedding_label, item_texts, pad_token_id,
-                              tokenize)
+from seqrec.llm.configs import DistillConfig, DistillTraining
+from seqrec.llm.embed import ARTIFACT_KIND, embed_items, embedding_label, item_texts, pad_token_id, tokenize
 from seqrec.llm.encoder import ItemTextEncoder, contrastive_loss, save_embedder, set_layers, similarity_kl
-from seqrec.llm.options import split_options
 from seqrec.store import config_hash, open_store
-
-
-@dataclass
-class DistillConfig:
-    """The objective and the student; the loop's own settings (epochs, lr, ...) are a TrainConfig."""
-
-    tau: float = 0.05  # temperature of the similarity distributions
-    lambda_kl: float = 1.0
-    lambda_ic: float = 0.1
-    ic_temperature: float = 0.05
-    lambda_align: float = 0.0
-    projection: bool = False  # a trainable student -> teacher width map for L_align
-    dropout: float = 0.1  # the student's attention dropout: what makes L_IC's two views differ
-    student_layers: int | None = None  # keep this many of the student's layers, evenly spaced
-    train_layers: int | None = None  # train only the top N layers (the rest frozen, their outputs cached)
-    lora_rank: int = 0  # 0: full fine-tuning
-    pooling: str = "mean"
-    attention: str | None = None  # None: causal for decoders (as `embed items`)
-    max_length: int = 64
-
-
-DEFAULT_TRAINING = {"epochs": 3, "batch_size": 32, "lr": 5e-5, "weight_decay": 0.0, "patience": 2,
-                    "metric": "neg_kl"}
-RANGES = {"tau": (1e-4, 10.0), "ic_temperature": (1e-4, 10.0), "lambda_kl": (0.0, 1e3), "lambda_ic": (0.0, 1e3),
-          "lambda_align": (0.0, 1e3), "dropout": (0.0, 0.9), "student_layers": (1, 1000), "train_layers": (1, 1000),
-          "lora_rank": (0, 1024), "max_length": (2, 4096), "batch_size": (3, 1 << 16)}
+from seqrec.training.options import resolve
 
 
 def resolve_options(options: dict):
-    """(DistillConfig, TrainConfig) from the user's options, every value checked."""
-    distill_config, train_config = split_options("distill", options, DistillConfig, DEFAULT_TRAINING, RANGES)
-    if distill_config.pooling not in POOLINGS:
-        raise SeqrecError(f"unknown pooling {distill_config.pooling!r}; choose one of {', '.join(POOLINGS)}")
+    """(DistillConfig, its training loop's config) from the user's options, every value checked."""
+    distill_config, train_config = resolve("distill", options, DistillConfig, DistillTraining, exclude=("metric",))
+    if train_config.batch_size < 3:
+        raise SeqrecError("distill needs batches of at least 3 items (in-batch similarity distributions)")
     if distill_config.lambda_kl == distill_config.lambda_ic == distill_config.lambda_align == 0:
         raise SeqrecError("every loss weight is 0: set lambda_kl, lambda_ic or lambda_align")
     if distill_config.train_layers and distill_config.lora_rank:
@@ -96,6 +69,7 @@ def load_student(path: str, config: DistillConfig):
 
     from seqrec.llm.attention import set_attention, set_attention_dropout
     from seqrec.llm.embed import is_decoder
+    from seqrec.training.lora import add_lora
 
     backbone = AutoModel.from_pretrained(path, dtype=torch.float32)
     if backbone.config.is_encoder_decoder:
@@ -108,10 +82,7 @@ def load_student(path: str, config: DistillConfig):
     if config.student_layers is not None:
         keep_layers(backbone, config.student_layers)
     if config.lora_rank:
-        from peft import LoraConfig, get_peft_model
-
-        backbone = get_peft_model(backbone, LoraConfig(r=config.lora_rank, lora_alpha=2 * config.lora_rank,
-                                                       target_modules="all-linear", lora_dropout=0.0))
+        backbone = add_lora(backbone, config.lora_rank)
     return backbone, AutoTokenizer.from_pretrained(path)
 
 
@@ -199,8 +170,8 @@ def distill(teacher: str, student: str, dataset: str, *, seed: int = 0, resume: 
 def distill_run(config: dict, experiment: str | None, resume: int | None) -> int | None:
     from seqrec.data.prepare import load_dataset
     from seqrec.llm.registry import model_record
-    from seqrec.recsys.runner import main_process_run, shared_run_dir
-    from seqrec.recsys.train import fit, make_accelerator
+    from seqrec.training.loop import fit
+    from seqrec.training.run import training_run
 
     distill_config, train_config = resolve_options(config["options"])
     data = load_dataset(config["dataset"])
@@ -211,13 +182,9 @@ def distill_run(config: dict, experiment: str | None, resume: int | None) -> int
     teacher_embeddings = torch.from_numpy(np.load(teacher_items.path))
     teacher_artifact = open_store().artifacts(teacher_items.run_id, kind=ARTIFACT_KIND)[-1]
     seed = config["seed"]
-    _, context = main_process_run("distill", config, experiment=experiment, seed=seed, dataset=config["dataset"],
-                                  inputs=[teacher_artifact] if resume is None else [], resume=resume)
-    with context as run:
-        run_dir = shared_run_dir(run)
-        run_dir.mkdir(parents=True, exist_ok=True)
-        accelerator = make_accelerator(train_config, run)
-        torch.manual_seed(seed)
+    with training_run("distill", config, seed=seed, dataset=config["dataset"], experiment=experiment,
+                      inputs=[teacher_artifact], resume=resume, grad_accum=train_config.grad_accum,
+                      mixed_precision=train_config.mixed_precision) as job:
         student_path = model_record(config["student"]).path
         backbone, tokenizer = load_student(student_path, distill_config)
         encoder = ItemTextEncoder(backbone, tokenize(tokenizer, texts, distill_config.pooling,
@@ -226,13 +193,13 @@ def distill_run(config: dict, experiment: str | None, resume: int | None) -> int
         objective = DistillationObjective(encoder, teacher_embeddings, distill_config)
         items = TensorDataset(torch.arange(1, data.num_items + 1))
         objective, _ = fit(objective, items, KLValidation(data.num_items, train_config.batch_size, seed),
-                           train_config, accelerator, run_dir, seed, resume=resume is not None,
+                           train_config, job.accelerator, job.dir, seed, resume=resume is not None,
                            validate_first=True)
-        if run is None:
-            return None
-        save_embedder(run, objective.student, tokenizer, student_path,
-                      label=f"{config['student']} distilled from {config['teacher']}",
-                      meta={"model": config["student"], "teacher": config["teacher"], "dataset": config["dataset"],
-                            "baseline": embedding_label(config["student"], distill_config.pooling,
-                                                        distill_config.attention or "causal")})
-        return run.id
+        if job.run is not None:
+            save_embedder(job.run, objective.student, tokenizer, student_path,
+                          label=f"{config['student']} distilled from {config['teacher']}",
+                          meta={"model": config["student"], "teacher": config["teacher"],
+                                "dataset": config["dataset"],
+                                "baseline": embedding_label(config["student"], distill_config.pooling,
+                                                            distill_config.attention or "causal")})
+    return job.id

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 import random
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -24,43 +23,22 @@ from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from seqrec.data.batches import next_item_examples
 from seqrec.errors import SeqrecError
+from seqrec.llm.configs import LLM2RecConfig, LLM2RecTraining
 from seqrec.llm.embed import item_texts, pad_token_id, tokenize
 from seqrec.llm.encoder import (ItemTextEncoder, contrastive_loss, remove_resume_state, save_embedder,
                                 save_model_folder)
-from seqrec.llm.options import split_options
 from seqrec.store import config_hash, open_store
+from seqrec.training.options import resolve
 
 STAGES = ("csft", "mntp", "ic")
 SEPARATOR = ", "
-
-
-@dataclass
-class LLM2RecConfig:
-    max_history: int = 10  # titles in a history text
-    max_length: int = 128  # tokens of a history text (the oldest titles are cut first); ic: of a title
-    max_examples: int = 2000  # training examples drawn (seeded) from every prefix of the training sequences
-    valid_examples: int = 200  # validation examples, from the validation split
-    mask_prob: float = 0.2  # mntp: share of tokens masked
-    dropout: float = 0.1  # ic: attention dropout, which makes the two views
-    ic_temperature: float = 0.05
-    pooling: str = "mean"
-    attention: str | None = None  # csft: causal; mntp and ic: bidirectional
-    lora_rank: int = 0  # 0: full fine-tuning
-    train_layers: int | None = None  # ic: train only the top N layers (what enters them is cached per item)
-
-
-DEFAULT_TRAINING = {"epochs": 1, "batch_size": 8, "lr": 2e-5, "weight_decay": 0.0, "patience": 2,
-                    "metric": "neg_loss"}
-RANGES = {"max_history": (1, 200), "max_length": (8, 8192), "max_examples": (1, 10_000_000),
-          "valid_examples": (1, 1_000_000), "mask_prob": (0.01, 0.9), "dropout": (0.0, 0.9),
-          "ic_temperature": (1e-4, 10.0), "lora_rank": (0, 1024), "train_layers": (1, 1000)}
 
 
 def resolve_options(stage: str, options: dict):
     """(LLM2RecConfig, TrainConfig) for a stage from the user's options, every value checked."""
     if stage not in STAGES:
         raise SeqrecError(f"unknown stage {stage!r}; choose one of {', '.join(STAGES)} or iem (mntp, then ic)")
-    config, train_config = split_options("embed train", options, LLM2RecConfig, DEFAULT_TRAINING, RANGES)
+    config, train_config = resolve("embed train", options, LLM2RecConfig, LLM2RecTraining, exclude=("metric",))
     if config.attention is None:
         config.attention = "causal" if stage == "csft" else "bidirectional"
     if config.train_layers is not None and (stage != "ic" or config.lora_rank):
@@ -209,6 +187,7 @@ def load_for_stage(path: str, stage: str, config: LLM2RecConfig):
 
     from seqrec.llm.attention import set_attention, set_attention_dropout
     from seqrec.llm.embed import is_decoder
+    from seqrec.training.lora import add_lora
 
     model_class = AutoModel if stage == "ic" else AutoModelForCausalLM
     model = model_class.from_pretrained(path, dtype=torch.float32)
@@ -219,10 +198,7 @@ def load_for_stage(path: str, stage: str, config: LLM2RecConfig):
     if stage == "ic":
         set_attention_dropout(model, config.dropout, path)
     if config.lora_rank:
-        from peft import LoraConfig, get_peft_model
-
-        model = get_peft_model(model, LoraConfig(r=config.lora_rank, lora_alpha=2 * config.lora_rank,
-                                                 target_modules="all-linear", lora_dropout=0.0))
+        model = add_lora(model, config.lora_rank)
     return model, AutoTokenizer.from_pretrained(path)
 
 
@@ -266,21 +242,17 @@ def train_embedder(model: str, dataset: str | None, stage: str, *, seed: int = 0
 def stage_run(config: dict, experiment: str | None, resume: int | None) -> int | None:
     from seqrec.data.prepare import load_dataset
     from seqrec.llm.registry import RUN_PREFIX, model_record
-    from seqrec.recsys.runner import main_process_run, shared_run_dir
-    from seqrec.recsys.train import fit, make_accelerator
+    from seqrec.training.loop import fit
+    from seqrec.training.run import training_run
 
     stage, seed = config["stage"], config["seed"]
     own, train_config = resolve_options(stage, config["options"])
     data = load_dataset(config["dataset"])
     path = model_record(config["model"]).path
     earlier_stage = [int(config["model"].removeprefix(RUN_PREFIX))] if config["model"].startswith(RUN_PREFIX) else []
-    _, context = main_process_run("llm2rec", config, experiment=experiment, seed=seed, dataset=config["dataset"],
-                                  inputs=earlier_stage if resume is None else [], resume=resume)
-    with context as run:
-        run_dir = shared_run_dir(run)
-        run_dir.mkdir(parents=True, exist_ok=True)
-        accelerator = make_accelerator(train_config, run)
-        torch.manual_seed(seed)
+    with training_run("llm2rec", config, seed=seed, dataset=config["dataset"], experiment=experiment,
+                      inputs=earlier_stage, resume=resume, grad_accum=train_config.grad_accum,
+                      mixed_precision=train_config.mixed_precision) as job:
         model, tokenizer = load_for_stage(path, stage, own)
         if stage == "ic":
             texts = item_texts(data, None)
@@ -299,16 +271,13 @@ def stage_run(config: dict, experiment: str | None, resume: int | None) -> int |
             objective = NextTitleObjective(model) if stage == "csft" else \
                 MaskedNextTokenObjective(model, mask_token(tokenizer), own.mask_prob)
         validate = LossValidation(valid_set, train_config.batch_size, seed, train_mode=stage == "ic")
-        objective, _ = fit(objective, train_set, validate, train_config, accelerator, run_dir, seed,
+        objective, _ = fit(objective, train_set, validate, train_config, job.accelerator, job.dir, seed,
                            resume=resume is not None, validate_first=True)
-        if run is None:
-            return None
         meta = {"model": config["model"], "stage": stage, "dataset": config["dataset"]}
-        if stage == "ic":
-            save_embedder(run, objective.encoder, tokenizer, path,
+        if job.run is not None and stage == "ic":
+            save_embedder(job.run, objective.encoder, tokenizer, path,
                           label=f"LLM2Rec {config['model']} ({config['dataset']})", meta=meta)
-        else:
-            folder = save_model_folder(objective.model, tokenizer, run_dir / "model")
-            run.log_artifact(folder, kind="model", meta=meta)
-            remove_resume_state(run_dir)
-        return run.id
+        elif job.run is not None:
+            job.log_artifact(save_model_folder(objective.model, tokenizer, job.dir / "model"), kind="model", meta=meta)
+            remove_resume_state(job.dir)
+    return job.id

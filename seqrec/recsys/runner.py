@@ -4,62 +4,48 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
 import torch
-from accelerate.utils import broadcast_object_list
 
+from seqrec.data.batches import next_item_examples, sequence_examples
 from seqrec.data.noise import parse_noise
 from seqrec.data.prepare import get_dataset, load_dataset
-from seqrec.data.batches import next_item_examples
 from seqrec.errors import SeqrecError
 from seqrec.recsys.evaluate import Evaluator, parse_protocol
 from seqrec.recsys.metrics import FULL_METRICS, SAMPLED_METRICS
-from seqrec.recsys.models import MODELS
-from seqrec.recsys.train import TrainConfig, fit, leave_together, make_accelerator, process_state
-from seqrec.settings import get_settings
+from seqrec.recsys.models import RECOMMENDERS
 from seqrec.store import Artifact, file_digest, open_store
-
-RANGES = {  # hyper-parameter -> (lowest allowed, highest allowed)
-    "hidden": (1, 8192), "layers": (1, 48), "heads": (1, 64), "dropout": (0.0, 0.99), "epochs": (1, 100_000),
-    "batch_size": (1, 1 << 20), "lr": (1e-8, 10.0), "weight_decay": (0.0, 10.0), "eval_every": (1, 100_000),
-    "patience": (1, 100_000), "grad_accum": (1, 4096), "mask_prob": (0.01, 0.99),
-    "horizontal_filters": (1, 4096), "vertical_filters": (1, 4096), "cpu_shards": (0, 256),
-}
-CHOICES = {"loss": ("ce", "bce"), "norm": ("pre", "post"), "mixed_precision": ("no", "bf16", "fp16")}
-
+from seqrec.training.accelerator import process_state
+from seqrec.training.config import TrainConfig
+from seqrec.training.loop import fit
+from seqrec.training.options import build, check
+from seqrec.training.run import training_run
 
 def metric_names(protocol: str) -> tuple[str, ...]:
     return FULL_METRICS if parse_protocol(protocol) is None else SAMPLED_METRICS
 
 
-def resolve_hyper(model_name: str, max_len: int, protocol: str, hyper: dict):
-    """(model config, train config) from defaults and the user's values, every value checked."""
-    if model_name not in MODELS:
-        close = difflib.get_close_matches(model_name, MODELS, n=1)
+def recommender_class(model_name: str):
+    if model_name not in RECOMMENDERS:
+        close = difflib.get_close_matches(model_name, RECOMMENDERS, n=1)
         hint = f"; did you mean {close[0]}?" if close else ""
-        raise SeqrecError(f"unknown model {model_name!r} (choose {', '.join(MODELS)}){hint}")
-    model_class, model_config_class = MODELS[model_name]
-    model_fields = {f.name for f in dataclasses.fields(model_config_class)} - {"max_len"}
-    train_fields = {f.name for f in dataclasses.fields(TrainConfig)}
-    unknown = sorted(set(hyper) - model_fields - train_fields)
-    if unknown:
-        raise SeqrecError(f"{model_name} does not take {', '.join(unknown)}; it takes "
-                          f"{', '.join(sorted(model_fields | train_fields))}")
-    for key, value in hyper.items():
-        if key in RANGES and not RANGES[key][0] <= value <= RANGES[key][1]:
-            raise SeqrecError(f"{key} = {value} is out of range [{RANGES[key][0]}, {RANGES[key][1]}]")
-        if key in CHOICES and value not in CHOICES[key]:
-            raise SeqrecError(f"{key} must be one of {', '.join(CHOICES[key])}, got {value!r}")
-    model_config = model_config_class(max_len=max_len, **{k: v for k, v in hyper.items() if k in model_fields})
-    train_config = TrainConfig(**{k: v for k, v in hyper.items() if k in train_fields})
-    if getattr(model_config, "heads", 1) and model_config.hidden % getattr(model_config, "heads", 1):
+        raise SeqrecError(f"unknown model {model_name!r} (choose {', '.join(RECOMMENDERS)}){hint}")
+    return RECOMMENDERS[model_name]
+
+
+def resolve_recommender(model_name: str, max_len: int, protocol: str, hyper: dict):
+    """(model class, model config, train config) from defaults and the user's values, every value checked."""
+    model_class, model_config_class = recommender_class(model_name)
+    if "objective" in hyper and model_name == "bert4rec":
+        raise SeqrecError("bert4rec trains by predicting masked items; --objective applies to sasrec, gru4rec "
+                          "and caser")
+    check(hyper, [model_config_class, TrainConfig], model_name)
+    model_config = build(model_config_class, {**hyper, "max_len": max_len})
+    train_config = build(TrainConfig, hyper)
+    if getattr(model_config, "heads", None) and model_config.hidden % model_config.heads:
         raise SeqrecError(f"hidden ({model_config.hidden}) must be divisible by heads ({model_config.heads})")
-    if train_config.cpu_shards > 1 and not model_class.loss_is_example_mean:
-        raise SeqrecError(f"{model_name}'s loss is not a mean over examples, so its batches cannot be split across "
-                          "cores: cpu_shards must be 0 (automatic) or 1")
     if train_config.mixed_precision == "fp16" and process_state().device.type == "cpu":
         # Accelerate would quietly train in float32 and the run would still say fp16
         raise SeqrecError("fp16 mixed precision needs a GPU; on CPUs use bf16 (fast with AVX512-BF16 or AMX)")
@@ -67,6 +53,13 @@ def resolve_hyper(model_name: str, max_len: int, protocol: str, hyper: dict):
         raise SeqrecError(f"metric {train_config.metric!r} is not computed under {protocol}; choose one of "
                           f"{', '.join(metric_names(protocol))}")
     return model_class, model_config, train_config
+
+
+def training_examples(data, model_config):
+    """The training set the model's objective reads: every prefix (last) or every sequence once (all)."""
+    if model_config.objective == "all":
+        return sequence_examples(data, data.max_len)
+    return next_item_examples(data, data.max_len)
 
 
 def item_embeddings(spec: str | None, num_items: int) -> tuple[np.ndarray | None, Artifact | None, dict]:
@@ -101,26 +94,6 @@ def item_embeddings(spec: str | None, num_items: int) -> tuple[np.ndarray | None
     return matrix, artifact, identity
 
 
-def main_process_run(kind: str, config: dict, **run_options):
-    """The run is opened by the main process only; every process learns its id and folder.
-
-    A job of several processes records how many in its config: each process takes a batch of ``batch_size``
-    (Accelerate's convention), so the update sees that many times more examples than a one-process run. The count
-    is this job's own (an evaluation copies its training run's config).
-    """
-    state = process_state()
-    config = {key: value for key, value in config.items() if key != "processes"}
-    if state.num_processes > 1:
-        config["processes"] = state.num_processes
-    context = open_store().start_run(kind, config, **run_options) if state.is_main_process else nullcontext(None)
-    return state, context
-
-
-def shared_run_dir(run) -> Path:
-    run_id = broadcast_object_list([run.id if run is not None else None])[0]
-    return get_settings().runs_dir / str(run_id)
-
-
 def train_config(model: str, dataset: str, seed: int, item_emb: str | None = None, eval: str = "full",
                  noise: str | None = None, mask_seen: bool = False, **hyper) -> dict:
     """The fully resolved config of one training run: its identity (hashed) and everything needed to rerun it.
@@ -131,7 +104,7 @@ def train_config(model: str, dataset: str, seed: int, item_emb: str | None = Non
     parse_noise(noise)
     dataset_row = get_dataset(dataset)
     max_len, num_items = dataset_row.options["max_len"], dataset_row.stats["items"]
-    _, model_config, trainer_config = resolve_hyper(model, max_len, eval, hyper)
+    _, model_config, trainer_config = resolve_recommender(model, max_len, eval, hyper)
     return {"model": model, "dataset": dataset, "dataset_fingerprint": dataset_row.fingerprint, "seed": seed,
             "eval": eval, "noise": noise, "mask_seen": mask_seen, "num_items": num_items,
             "item_emb_source": item_emb, **item_embeddings(item_emb, num_items)[2],
@@ -154,31 +127,24 @@ def train_model(model: str, dataset: str | None, seeds: list[int] = (0,), item_e
 def train_one(config: dict, experiment: str | None, resume: int | None) -> int | None:
     dataset_row = get_dataset(config["dataset"])
     data = load_dataset(config["dataset"])
-    model_class, model_config, trainer_config = resolve_hyper(config["model"], data.max_len, config["eval"],
+    model_class, model_config, trainer_config = resolve_recommender(config["model"], data.max_len, config["eval"],
                                                               config["hyper"])
     frozen, artifact, _ = item_embeddings(config["item_emb_source"], data.num_items)
     seed = config["seed"]
-    _, context = main_process_run("train", config, experiment=experiment, seed=seed, dataset=data.name,
-                                  inputs=[artifact] if artifact and resume is None else [], resume=resume)
-    with context as run:
-        run_dir = shared_run_dir(run)
-        run_dir.mkdir(parents=True, exist_ok=True)
-        accelerator = make_accelerator(trainer_config, run)
+    with training_run("train", config, seed=seed, dataset=data.name, experiment=experiment,
+                      inputs=[artifact] if artifact else [], resume=resume, grad_accum=trainer_config.grad_accum,
+                      mixed_precision=trainer_config.mixed_precision) as job:
         evaluators = {split: Evaluator(data, split, protocol=config["eval"], seed=seed,
                                        mask_seen_items=config["mask_seen"],
                                        noise=config["noise"] if split == "test" else None,
                                        data_folder=Path(dataset_row.path)) for split in ("valid", "test")}
-        torch.manual_seed(seed)
         model = model_class(data.num_items, model_config, frozen, num_users=int(data.train["user"].max()))
-        model, state = fit(model, next_item_examples(data, data.max_len), evaluators["valid"].evaluate,
-                           trainer_config, accelerator, run_dir, seed, resume=resume is not None)
-        metrics = evaluators["test"].evaluate(model, accelerator)
-        accelerator.log(metrics, step=state.best_epoch, log_kwargs={"seqrec": {"split": "test"}})
-        leave_together(accelerator)
-        if run is not None:
-            run.log_artifact(run_dir / "best.pt", kind="model", meta={"model": config["model"]})
-            return run.id
-    return None
+        model, state = fit(model, training_examples(data, model_config), evaluators["valid"].evaluate,
+                           trainer_config, job.accelerator, job.dir, seed, resume=resume is not None)
+        metrics = evaluators["test"].evaluate(model, job.accelerator)
+        job.accelerator.log(metrics, step=state.best_epoch, log_kwargs={"seqrec": {"split": "test"}})
+        job.log_artifact(job.dir / "best.pt", kind="model", meta={"model": config["model"]})
+    return job.id
 
 
 def evaluation_config(trained, noise: str | None = None, eval: str | None = None,
@@ -206,17 +172,15 @@ def evaluate_run(run_id: int, noise: str | None = None, eval: str | None = None,
         raise SeqrecError(f"run {run_id} has no saved model to evaluate")
     data = load_dataset(trained.dataset)
     hyper = {key: value for key, value in config["hyper"].items() if key != "metric"}
-    model_class, model_config, trainer_config = resolve_hyper(config["model"], data.max_len, config["eval"], hyper)
+    model_class, model_config, trainer_config = resolve_recommender(config["model"], data.max_len, config["eval"], hyper)
     frozen = item_embeddings(config.get("item_emb_source"), data.num_items)[0]
-    _, context = main_process_run("evaluate", config, experiment=experiment or trained.experiment, seed=trained.seed,
-                                  dataset=trained.dataset, inputs=[models[-1]])
-    with context as run:
-        accelerator = make_accelerator(trainer_config, run)
+    with training_run("evaluate", config, seed=trained.seed, dataset=trained.dataset,
+                      experiment=experiment or trained.experiment, inputs=[models[-1]],
+                      mixed_precision=trainer_config.mixed_precision) as job:
         model = model_class(data.num_items, model_config, frozen, num_users=int(data.train["user"].max()))
         model.load_state_dict(torch.load(models[-1].path, map_location="cpu", weights_only=True))
-        model = accelerator.prepare(model)
+        model = job.accelerator.prepare(model)
         evaluator = Evaluator(data, "test", protocol=config["eval"], noise=config["noise"], seed=trained.seed,
                               mask_seen_items=config["mask_seen"], data_folder=Path(get_dataset(trained.dataset).path))
-        accelerator.log(evaluator.evaluate(model, accelerator), log_kwargs={"seqrec": {"split": "test"}})
-        leave_together(accelerator)
-        return run.id if run is not None else None
+        job.accelerator.log(evaluator.evaluate(model, job.accelerator), log_kwargs={"seqrec": {"split": "test"}})
+    return job.id

@@ -1,4 +1,5 @@
-"""What every sequential recommender shares: an item table, a user state per history, scores over all items."""
+"""What every sequential recommender shares: its options, an item table, a user state per history, scores over
+all items, and the two training objectives."""
 
 from __future__ import annotations
 
@@ -7,28 +8,33 @@ import torch.nn.functional as F
 from torch import nn
 
 from seqrec.recsys.models.item_table import item_table
-from seqrec.recsys.models.randomness import generator
+from seqrec.recsys.configs import RecommenderConfig
 
 
 class SequentialRecommender(nn.Module):
-    """Subclasses implement ``encode(users, histories) -> [batch, hidden]``; scoring and the loss are shared.
+    """Subclasses implement ``encode(users, histories) -> [batch, hidden]``, the state after a left-padded history;
+    ``encode_positions`` (the state after every prefix) has a generic form that a subclass may compute in one pass.
 
-    The default loss is cross-entropy of the next item over the whole catalogue (RecBole's CE); with
-    ``loss="bce"`` one sampled negative per example is scored instead (SASRec's original objective).
+    Objectives: ``last`` scores the newest position of each example (histories [batch, L], targets [batch]);
+    ``all`` scores every non-padding position (targets [batch, L], 0 where there is no next item).
     """
 
-    # The loss is a mean over the batch's examples, so a batch's gradient is the size-weighted sum of its parts'
-    # (training on CPUs may split a batch across the cores: recsys/shards.py).
-    loss_is_example_mean = True
-
-    def __init__(self, num_items: int, hidden: int, frozen_items=None, loss: str = "ce"):
+    def __init__(self, num_items: int, config: RecommenderConfig, frozen_items=None):
         super().__init__()
         self.num_items = num_items
-        self.items = item_table(num_items, hidden, frozen_items)
-        self.loss_type = loss
+        self.items = item_table(num_items, config.hidden, frozen_items)
+        self.loss_type, self.objective = config.loss, config.objective
 
     def encode(self, users: torch.Tensor, histories: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
+
+    def encode_positions(self, users: torch.Tensor, histories: torch.Tensor) -> torch.Tensor:
+        """[batch, L, hidden]: position t holds ``encode`` of the history up to t, computed prefix by prefix
+        (each prefix left-padded to L, as ``encode`` expects)."""
+        batch, length = histories.shape
+        windows = F.pad(histories, (length - 1, 0)).unfold(1, length, 1)  # window t ends at position t
+        states = self.encode(users.repeat_interleave(length), windows.reshape(batch * length, length))
+        return states.view(batch, length, -1)
 
     def output_items(self) -> torch.Tensor:
         """The item vectors scores are taken against (tied with the input table)."""
@@ -42,10 +48,7 @@ class SequentialRecommender(nn.Module):
         """
         states, table = self.encode(users, histories), self.output_items()
         with torch.autocast(states.device.type, enabled=False):
-            states, table = states.float(), table.float()
-            # On CPUs the product is taken as items x states and handed back transposed: MKL runs that orientation
-            # 1.1-2.5x faster for catalogues of 1k-50k items (measured on 1k-row batches); the scores are the same.
-            logits = (table @ states.T).T if states.is_cpu else states @ table.T
+            logits = states.float() @ table.float().T
         logits[:, 0] = float("-inf")
         return logits
 
@@ -54,18 +57,26 @@ class SequentialRecommender(nn.Module):
         return self.loss(users, histories, targets)
 
     def loss(self, users: torch.Tensor, histories: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        state = self.encode(users, histories)
-        table = self.output_items()
-        if self.loss_type == "bce":
-            negatives = torch.randint(1, self.num_items + 1, targets.shape, device=targets.device,
-                                      generator=generator())
-            positive = (state * table[targets]).sum(-1)
-            negative = (state * table[negatives]).sum(-1)
-            return F.softplus(-positive).mean() + F.softplus(negative).mean()
-        return catalogue_cross_entropy(state, table, targets)
+        if self.objective == "all":
+            scored = targets > 0
+            states, targets = self.encode_positions(users, histories)[scored], targets[scored]
+        else:
+            states = self.encode(users, histories)
+        return next_item_loss(states, self.output_items(), targets, self.loss_type, self.num_items)
+
+
+def next_item_loss(states: torch.Tensor, table: torch.Tensor, targets: torch.Tensor, loss: str,
+                   num_items: int) -> torch.Tensor:
+    """The mean loss of predicting ``targets`` [n] from ``states`` [n, hidden]: softmax cross-entropy over every
+    item, or (``bce``) binary cross-entropy of the target against one uniformly drawn negative."""
+    if loss == "bce":
+        negatives = torch.randint(1, num_items + 1, targets.shape, device=targets.device)
+        positive = (states * table[targets]).sum(-1)
+        negative = (states * table[negatives]).sum(-1)
+        return F.softplus(-positive).mean() + F.softplus(negative).mean()
+    return catalogue_cross_entropy(states, table, targets)
 
 
 def catalogue_cross_entropy(states: torch.Tensor, table: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy of the targets over every real item. The padding item (row 0) is left out of the product
-    rather than scored and masked: the same loss, without writing and copying a -inf column."""
+    """Cross-entropy of the targets over every real item (row 0, padding, is never a candidate)."""
     return F.cross_entropy(states @ table[1:].T, targets - 1)

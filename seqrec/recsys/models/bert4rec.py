@@ -2,18 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import nn
 
 from seqrec.recsys.models.base import SequentialRecommender, catalogue_cross_entropy
-from seqrec.recsys.models.sasrec import SASRecConfig, SelfAttentionEncoder
-
-
-@dataclass
-class BERT4RecConfig(SASRecConfig):
-    mask_prob: float = 0.2
+from seqrec.recsys.models.sasrec import SelfAttentionEncoder
+from seqrec.recsys.configs import BERT4RecConfig
 
 
 class BERT4Rec(SequentialRecommender):
@@ -24,10 +18,8 @@ class BERT4Rec(SequentialRecommender):
     Inference: the history shifted left by one with [mask] appended; the state at [mask] scores the items.
     """
 
-    loss_is_example_mean = False  # a mean over the masked positions, whose number differs between examples
-
     def __init__(self, num_items: int, config: BERT4RecConfig, frozen_items=None, num_users: int = 0):
-        super().__init__(num_items, config.hidden, frozen_items, config.loss)
+        super().__init__(num_items, config, frozen_items)
         self.config = config
         self.mask_token = num_items + 1
         self.mask_embedding = nn.Parameter(torch.randn(config.hidden) * 0.02)
@@ -43,8 +35,7 @@ class BERT4Rec(SequentialRecommender):
 
     def encode(self, users: torch.Tensor, histories: torch.Tensor) -> torch.Tensor:
         mask_column = torch.full_like(histories[:, :1], self.mask_token)
-        windows = torch.cat([histories[:, 1:], mask_column], dim=1)
-        return self.encoder(self.embed(windows), windows, causal=False, newest_only=True)
+        return self.states(torch.cat([histories[:, 1:], mask_column], dim=1))[:, -1]
 
     def loss(self, users: torch.Tensor, histories: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         windows = torch.cat([histories[:, 1:], targets[:, None]], dim=1)

@@ -2,29 +2,20 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from seqrec.recsys.models.base import SequentialRecommender
-from seqrec.recsys.models.dropout import Dropout
-
-
-@dataclass
-class CaserConfig:
-    hidden: int = 128
-    horizontal_filters: int = 16
-    vertical_filters: int = 4
-    dropout: float = 0.3
-    max_len: int = 10
-    loss: str = "ce"
+from seqrec.recsys.configs import CaserConfig
 
 
 class Caser(SequentialRecommender):
+    """A window model: under the all-position objective each prefix is its own left-padded window (the base
+    class's ``encode_positions``)."""
+
     def __init__(self, num_items: int, config: CaserConfig, frozen_items=None, num_users: int = 0):
-        super().__init__(num_items, config.hidden, frozen_items, config.loss)
+        super().__init__(num_items, config, frozen_items)
         self.config = config
         length = config.max_len
         self.horizontal = nn.ModuleList(nn.Conv2d(1, config.horizontal_filters, (height, config.hidden))
@@ -33,7 +24,7 @@ class Caser(SequentialRecommender):
         features = config.horizontal_filters * length + config.vertical_filters * config.hidden
         self.users = nn.Embedding(num_users + 1, config.hidden)
         self.fully_connected = nn.Linear(features, config.hidden)
-        self.dropout = Dropout(config.dropout)
+        self.dropout = nn.Dropout(config.dropout)
         self.output = nn.Linear(2 * config.hidden, config.hidden)
 
     def encode(self, users: torch.Tensor, histories: torch.Tensor) -> torch.Tensor:

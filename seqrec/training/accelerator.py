@@ -1,0 +1,47 @@
+"""Accelerate setup shared by every trainer: the process group, and one Accelerator per training."""
+
+from __future__ import annotations
+
+import os
+
+from accelerate import Accelerator, PartialState
+from accelerate.state import AcceleratorState
+from accelerate.utils import DataLoaderConfiguration, DistributedType
+
+from seqrec.store.tracker import SeqrecTracker
+
+
+def process_state() -> PartialState:
+    """This process's place in the job; the first call forms the process group.
+
+    Under a distributed launcher (``torchrun --nproc_per_node N``) on a machine without GPUs, Accelerate groups the
+    processes (gloo) only when asked for CPUs: left alone, every process would train on its own and record a run.
+    The group lives as long as the process: a job may train several seeds or steps (Accelerate's ``end_training``
+    would close it after the first).
+    """
+    state = PartialState()
+    if state.distributed_type == DistributedType.NO and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        PartialState._reset_state()
+        state = PartialState(cpu=True)
+    return state
+
+
+def make_accelerator(grad_accum: int = 1, mixed_precision: str = "no", run=None) -> Accelerator:
+    """An Accelerator logging to ``run`` (on the main process), with a seedable sampler so a seed fixes the order."""
+    process_state()
+    # Accelerate keeps one state per process and refuses an Accelerator whose mixed precision differs from the
+    # first one's (an experiments.toml step in bf16 after one in float32); the process group is kept.
+    AcceleratorState._reset_state()
+    accelerator = Accelerator(gradient_accumulation_steps=grad_accum, mixed_precision=mixed_precision,
+                              log_with=[SeqrecTracker(run)] if run is not None else None,
+                              dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True))
+    if run is not None:
+        accelerator.init_trackers("seqrec")
+    return accelerator
+
+
+def finish_collectives(accelerator: Accelerator) -> None:
+    """End a job's collectives with a barrier. A process that exits right after an all-reduce of a Python tensor
+    can be aborted: gloo's worker thread frees the tensor after Python let go of it, and needs the GIL to do so
+    while the interpreter is shutting down. Waiting here lets it finish."""
+    accelerator.wait_for_everyone()

@@ -1,0 +1,117 @@
+"""The training loop every trainable thing shares: Accelerate on one CPU, one GPU or several processes.
+
+Each epoch trains on shuffled batches (a seeded order per epoch), then every ``eval_every`` epochs the model is
+evaluated on validation; the best weights are kept, a full checkpoint (model, optimizer, RNG states, loop state)
+is written, and training stops after ``patience`` evaluations without improvement. ``resume`` continues from the
+last checkpoint and reaches the same result an uninterrupted run would.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from torch.utils.data import DataLoader, Dataset
+
+from seqrec.training.config import TrainConfig
+
+
+@dataclass
+class LoopState:
+    """What a checkpoint must remember beside the tensors to continue exactly where it stopped."""
+
+    epoch: int = 0  # epochs completed
+    best: float = -math.inf
+    best_epoch: int = -1
+    evaluations_without_improvement: int = 0
+
+    def save(self, path: Path) -> None:
+        path.write_text(json.dumps(asdict(self)))
+
+    @classmethod
+    def load(cls, path: Path) -> "LoopState":
+        return cls(**json.loads(path.read_text()))
+
+
+def progress_bar(accelerator: Accelerator) -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TextColumn("{task.fields[info]}"), TimeRemainingColumn(), disable=not accelerator.is_main_process,
+                    transient=True)
+
+
+def fit(model: torch.nn.Module, train_set: Dataset, validate, config: TrainConfig, accelerator: Accelerator,
+        run_dir: Path, seed: int, resume: bool = False,
+        validate_first: bool = False) -> tuple[torch.nn.Module, LoopState]:
+    """Train ``model`` (its forward returns the loss of a batch) with early stopping on
+    ``validate(model, accelerator) -> metrics``; returns the best model and the loop's final state.
+
+    ``validate_first`` logs the validation metrics of the untrained model as step 0 (where a fine-tuned LLM starts).
+    """
+    set_seed(seed)
+    checkpoint = run_dir / "checkpoint"
+    best_weights = run_dir / "best.pt"
+    # A dataset that hands out whole batches (batches.BatchIndexedTensors) brings its own pass-through collate.
+    loader = DataLoader(train_set, batch_size=config.batch_size, shuffle=True,
+                        collate_fn=getattr(train_set, "collate", None),
+                        generator=torch.Generator().manual_seed(seed))
+    trainable = [parameter for parameter in model.parameters() if parameter.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=config.lr, weight_decay=config.weight_decay)
+    model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
+    state = LoopState()
+    if resume and (checkpoint / "loop.json").exists():
+        accelerator.load_state(str(checkpoint))
+        state = LoopState.load(checkpoint / "loop.json")
+    if validate_first and not resume:
+        accelerator.log(validate(model, accelerator), step=0, log_kwargs={"seqrec": {"split": "valid"}})
+
+    with progress_bar(accelerator) as bar:
+        task = bar.add_task("training", total=config.epochs * len(loader), completed=state.epoch * len(loader),
+                            info="")
+        for epoch in range(state.epoch, config.epochs):
+            loader.set_epoch(epoch)
+            model.train()
+            total, batches = torch.zeros((), device=accelerator.device), 0
+            for batch in loader:
+                with accelerator.accumulate(model):
+                    loss = model(*batch)  # under the accelerator's autocast when mixed precision is on
+                    accelerator.backward(loss)
+                    optimizer.step()
+                    optimizer.zero_grad()
+                total += loss.detach()
+                batches += 1
+                bar.advance(task)
+            mean_loss = float(accelerator.reduce(total, "mean")) / max(batches, 1)
+            accelerator.log({"loss": mean_loss}, step=epoch + 1, log_kwargs={"seqrec": {"split": "train"}})
+            state.epoch = epoch + 1
+            info = f"loss {mean_loss:.4f}"
+
+            if state.epoch % config.eval_every == 0 or state.epoch == config.epochs:
+                metrics = validate(model, accelerator)
+                accelerator.log(metrics, step=state.epoch, log_kwargs={"seqrec": {"split": "valid"}})
+                score = metrics[config.metric]
+                if score > state.best:
+                    state.best, state.best_epoch, state.evaluations_without_improvement = score, state.epoch, 0
+                    if accelerator.is_main_process:
+                        torch.save(accelerator.unwrap_model(model).state_dict(), best_weights)
+                else:
+                    state.evaluations_without_improvement += 1
+                accelerator.save_state(str(checkpoint))
+                if accelerator.is_main_process:
+                    state.save(checkpoint / "loop.json")
+                accelerator.wait_for_everyone()
+                info += f"  {config.metric} {score:.4f} (best {state.best:.4f} @ {state.best_epoch})"
+                if state.evaluations_without_improvement >= config.patience:
+                    break
+            bar.update(task, info=f"epoch {state.epoch}  {info}")
+
+    accelerator.wait_for_everyone()
+    model = accelerator.unwrap_model(model)
+    if best_weights.exists():  # read onto the CPU (torch.load cannot map to a multi-CPU job's "cpu:0"), then copied
+        model.load_state_dict(torch.load(best_weights, map_location="cpu", weights_only=True))
+    return model, state
