@@ -4,7 +4,7 @@ from typing import Optional
 
 import typer
 
-from seqrec.cli._app import console, given
+from seqrec.cli._app import console, explicit_options
 
 
 def distill(
@@ -44,7 +44,7 @@ def distill(
     """
     from seqrec.llm.distill import distill as distill_items
 
-    options = given(
+    options = explicit_options(
         tau=tau, lambda_kl=lambda_kl, lambda_ic=lambda_ic, ic_temperature=ic_temperature, lambda_align=lambda_align,
         projection=projection, dropout=dropout, student_layers=student_layers, train_layers=train_layers,
         lora_rank=lora_rank, pooling=pooling, attention=attention, max_length=max_length, epochs=epochs,

@@ -4,7 +4,7 @@ from typing import Optional
 
 import typer
 
-from seqrec.cli._app import command_group, console, given
+from seqrec.cli._app import command_group, console, explicit_options
 
 app = command_group("Item embeddings from text encoders and LLMs.")
 
@@ -63,7 +63,7 @@ def train(
     """Train an LLM into an item embedder, LLM2Rec's way: csft, then iem (mntp + ic); each stage is a run."""
     from seqrec.llm.llm2rec import train_embedder
 
-    options = given(
+    options = explicit_options(
         max_history=max_history, max_length=max_length, max_examples=max_examples, valid_examples=valid_examples,
         mask_prob=mask_prob, dropout=dropout, ic_temperature=ic_temperature, pooling=pooling, attention=attention,
         lora_rank=lora_rank, train_layers=train_layers, epochs=epochs, batch_size=batch_size, lr=lr,

@@ -4,7 +4,7 @@ from typing import Optional
 
 import typer
 
-from seqrec.cli._app import console, given
+from seqrec.cli._app import console, explicit_options
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -52,7 +52,7 @@ def train(
     """Train a recommender once per seed; metrics per epoch and final test metrics go to the database."""
     from seqrec.recsys.runner import train_model
 
-    hyper = given(
+    hyper = explicit_options(
         hidden=hidden, layers=layers, heads=heads, dropout=dropout, loss=loss, norm=norm, mask_prob=mask_prob,
         epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, eval_every=eval_every,
         patience=patience, metric=metric, grad_accum=grad_accum, mixed_precision=mixed_precision,
