@@ -111,7 +111,7 @@ def write_atomically(data: PreparedData, target: Path) -> Path:
 def prepare_amazon2023(categories: list[str] | str | None = None, raw_dir: Path | None = None,
                        name: str | None = None, base_url: str | None = None, strict: bool = False,
                        benchmark_dir: Path | None = None, **options) -> Dataset:
-    """One or several Amazon Reviews 2023 categories merged into one dataset (the seeds' multi-domain mix).
+    """One or several Amazon Reviews 2023 categories merged into one dataset (as the first paper mixes categories).
 
     Review and meta files come from ``raw_dir`` or are downloaded (base URL: ``base_url``, else
     ``$SEQREC_AMAZON_BASE_URL``, else the McAuley Lab server) into ``$SEQREC_HOME/data/raw/amazon2023``.
