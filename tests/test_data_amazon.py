@@ -257,21 +257,12 @@ def test_unknown_category_lists_the_valid_names(seqrec_home):
 
 @pytest.mark.parametrize("kwargs, message", [
     ({"categories": []}, "give at least one --category"),
-    ({"categories": ["Books"], "raw_dir": FIXTURES}, r"missing review file .*Books.jsonl \(or Books.jsonl.gz\)"),
     ({"categories": ["Video_Games"], "raw_dir": FIXTURES, "benchmark_dir": FIXTURES},
      r"missing benchmark split file .*Video_Games.train.csv"),
 ])
 def test_bad_python_arguments_are_one_clear_error(kwargs, message, seqrec_home):
     with pytest.raises(SeqrecError, match=message):
         prepare_amazon2023(**kwargs)
-    nothing_left(seqrec_home)
-
-
-def test_an_unreadable_gzipped_review_file_is_reported(tmp_path, seqrec_home):
-    (tmp_path / "Video_Games.jsonl.gz").write_bytes(b"not gzip at all")
-    shutil.copy(FIXTURES / "meta_Video_Games.jsonl", tmp_path)
-    with pytest.raises(SeqrecError, match=r"Video_Games.jsonl.gz: cannot be read as gzip"):
-        prepare_amazon2023(["Video_Games"], raw_dir=tmp_path)
     nothing_left(seqrec_home)
 
 

@@ -104,6 +104,12 @@ def corrupt_gzip(tmp_path: Path) -> Path:
     return folder
 
 
+def review_file_not_gzip(tmp_path: Path) -> Path:
+    folder = without(tmp_path, "Video_Games.jsonl")
+    (folder / "Video_Games.jsonl.gz").write_bytes(b"not gzip at all")
+    return folder
+
+
 def bad_meta_line(tmp_path: Path) -> Path:
     folder = without(tmp_path)
     path = folder / "meta_Video_Games.jsonl"
@@ -114,14 +120,15 @@ def bad_meta_line(tmp_path: Path) -> Path:
 
 BAD_AMAZON = {
     "missing raw dir": (lambda tmp: tmp / "nowhere", [], ["missing folder", "nowhere"]),
-    "missing review file": (lambda tmp: without(tmp, "All_Beauty.jsonl"), [], ["missing review file",
-                                                                              "All_Beauty.jsonl"]),
+    "missing review file": (lambda tmp: without(tmp, "All_Beauty.jsonl"), [],
+                            ["missing review file", "All_Beauty.jsonl (or All_Beauty.jsonl.gz)"]),
     "missing meta file": (lambda tmp: without(tmp, "meta_Video_Games.jsonl"), [], ["missing meta file",
                                                                                    "meta_Video_Games.jsonl"]),
     "nothing after k-core": (lambda tmp: FIXTURES, ["--k-core", "5"], ["nothing is left after 5-core",
                                                                         "try a smaller --k-core"]),
     "strict meta line": (bad_meta_line, ["--strict"], ["meta_Video_Games.jsonl, line 5", "--strict"]),
     "unreadable gzip": (corrupt_gzip, [], ["meta_All_Beauty.jsonl.gz", "cannot be read as gzip"]),
+    "review file not gzip": (review_file_not_gzip, [], ["Video_Games.jsonl.gz", "cannot be read as gzip"]),
     "bad option": (lambda tmp: FIXTURES, ["--split", "random"], ["--split must be one of"]),
     "bad name": (lambda tmp: FIXTURES, ["--name", "../escape"], ["dataset name '../escape'"]),
 }
