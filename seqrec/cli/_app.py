@@ -32,6 +32,6 @@ def command_group(help: str, **kwargs) -> typer.Typer:
                        rich_markup_mode="rich", **kwargs)
 
 
-def given(**options):
+def explicit_options(**options):
     """The options the user set: unset ones (None) are left to the function's defaults."""
     return {key: value for key, value in options.items() if value is not None}

@@ -1,4 +1,4 @@
-"""`seqrec report`: result tables from the database, optionally beside the seeds' published numbers."""
+"""`seqrec report`: result tables from the database, optionally beside the papers' published numbers."""
 
 import os
 import tempfile
@@ -30,7 +30,7 @@ def report(
     table: str = typer.Option("main", "--table", "-t", help="main, distill, noise or ablation."),
     experiment: Optional[str] = typer.Option(None, "--experiment", "-e", help="Only runs of this experiment."),
     fmt: str = typer.Option("md", "--format", "-f", help="md, latex, csv or html."),
-    paper: bool = typer.Option(False, "--paper", help="Add the seeds' published numbers where dataset and "
+    paper: bool = typer.Option(False, "--paper", help="Add the papers' published numbers where dataset and "
                                                       "protocol match."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write to this file instead of stdout."),
 ) -> None:

@@ -1,4 +1,4 @@
-"""Simulated deletion noise (seed 000): one interaction goes missing from a user's history.
+"""The first paper's simulated deletion noise: one interaction goes missing from a user's history.
 
 For a sequence of length T, k is drawn uniformly from 1..T and item k is removed, leaving T-1 items.
 """

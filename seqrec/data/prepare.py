@@ -31,7 +31,7 @@ FORMAT_VERSION = 2  # bump when the same inputs and options would give different
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")  # a dataset name is also its folder name
 
 
-def fingerprint(source: str, digests: dict[Path, str], inputs: dict, options: dict) -> str:
+def dataset_fingerprint(source: str, digests: dict[Path, str], inputs: dict, options: dict) -> str:
     """sha256 of what identifies a dataset: the input files' contents (by file name, not folder), the
     source-specific inputs, every preprocessing option and the format version."""
     payload = {"format": FORMAT_VERSION, "source": source, "options": options, "inputs": inputs,
@@ -64,11 +64,11 @@ def prepare(name: str, source: str, digests: dict[Path, str], read: Callable[[],
         raise SeqrecError(f"dataset name {name!r} must start with a letter or digit and use only letters, digits "
                           "and . _ + -")
     record = {**options.as_record(), **inputs, "origin": origin}
-    print_ = fingerprint(source, digests, inputs, options.as_record())
+    fingerprint = dataset_fingerprint(source, digests, inputs, options.as_record())
     store = open_store()
     existing = store.get_dataset(name)
     if existing is not None:
-        if existing.fingerprint != print_:
+        if existing.fingerprint != fingerprint:
             raise SeqrecError(f"dataset name {name!r} is already taken by other inputs or options; choose another "
                               f"--name or delete it first with `seqrec data delete {name}`")
         if (Path(existing.path) / "meta.json").exists():
@@ -82,11 +82,11 @@ def prepare(name: str, source: str, digests: dict[Path, str], read: Callable[[],
         raise SeqrecError(f"the {options.split} split leaves no training or no test examples for {name!r}; "
                           "check --split and --time-quantile")
     stats = statistics(cleaned, raw, train, valid, test)
-    meta = {"name": name, "source": source, "options": record, "stats": stats, "fingerprint": print_}
+    meta = {"name": name, "source": source, "options": record, "stats": stats, "fingerprint": fingerprint}
     data = PreparedData(name=name, items=cleaned.items, train=train, valid=valid, test=test, meta=meta)
     target = write_atomically(data, get_settings().data_dir / name)
     try:
-        return store.add_dataset(name=name, source=source, fingerprint=print_, options=record, stats=stats,
+        return store.add_dataset(name=name, source=source, fingerprint=fingerprint, options=record, stats=stats,
                                  path=str(target))
     except BaseException:
         shutil.rmtree(target, ignore_errors=True)
@@ -111,7 +111,7 @@ def write_atomically(data: PreparedData, target: Path) -> Path:
 def prepare_amazon2023(categories: list[str] | str | None = None, raw_dir: Path | None = None,
                        name: str | None = None, base_url: str | None = None, strict: bool = False,
                        benchmark_dir: Path | None = None, **options) -> Dataset:
-    """One or several Amazon Reviews 2023 categories merged into one dataset (the seeds' multi-domain mix).
+    """One or several Amazon Reviews 2023 categories merged into one dataset (as the first paper mixes categories).
 
     Review and meta files come from ``raw_dir`` or are downloaded (base URL: ``base_url``, else
     ``$SEQREC_AMAZON_BASE_URL``, else the McAuley Lab server) into ``$SEQREC_HOME/data/raw/amazon2023``.

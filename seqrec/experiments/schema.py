@@ -35,7 +35,7 @@ class DatasetSpec(Strict):
     options: dict[str, Any] = Field(default_factory=dict)
 
 
-class ModelSpec(Strict):
+class ModelEntry(Strict):
     """An LLM or text encoder by registry alias, Hugging Face id or local folder."""
 
     alias: str
@@ -84,7 +84,7 @@ class ExperimentSpec(Strict):
 
 class ExperimentsFile(Strict):
     datasets: dict[str, DatasetSpec] = Field(default_factory=dict)
-    models: dict[str, ModelSpec] = Field(default_factory=dict)
+    models: dict[str, ModelEntry] = Field(default_factory=dict)
     endpoints: dict[str, EndpointSpec] = Field(default_factory=dict)
     prompts: dict[str, PromptSpec] = Field(default_factory=dict)
     experiments: dict[str, ExperimentSpec] = Field(default_factory=dict)

@@ -46,7 +46,8 @@ class ModelSpec:
     notice: str | None = None
 
 
-MODELS = {spec.alias: spec for spec in (
+# The registry: alias -> where the weights come from (a hub id, and a package that ships them offline).
+ALIASES = {spec.alias: spec for spec in (
     ModelSpec("qwen2-0.5b", "Qwen/Qwen2-0.5B"),
     ModelSpec("smollm2-135m", "HuggingFaceTB/SmolLM2-135M"),
     ModelSpec("smollm2-135m-instruct", "HuggingFaceTB/SmolLM2-135M-Instruct",
@@ -65,11 +66,11 @@ MODELS = {spec.alias: spec for spec in (
 
 def resolve_spec(name: str) -> ModelSpec:
     """A registry alias, or any Hugging Face id ("org/name"); anything else is refused with close names."""
-    if name in MODELS:
-        return MODELS[name]
+    if name in ALIASES:
+        return ALIASES[name]
     if name.count("/") == 1 and not Path(name).exists():
         return ModelSpec(alias=name, hub_id=name)
-    known = sorted(set(MODELS) | {row.alias for row in open_store().list_models()})
+    known = sorted(set(ALIASES) | {row.alias for row in open_store().list_models()})
     close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
     hint = f"did you mean {', '.join(close)}? " if close else ""
     raise SeqrecError(f"unknown model {name!r}; {hint}known aliases: {', '.join(known)}; a Hugging Face id "
@@ -94,7 +95,7 @@ def pull(alias: str, from_dir: Path | str | None = None) -> Model:
     A model with licence terms (Gemma) prints them: pulling is where the user takes the weights."""
     if from_dir is None and Path(alias).is_dir():
         from_dir, alias = alias, Path(alias).resolve().name
-    spec = MODELS.get(alias) or (ModelSpec(alias=alias, hub_id="") if from_dir else resolve_spec(alias))
+    spec = ALIASES.get(alias) or (ModelSpec(alias=alias, hub_id="") if from_dir else resolve_spec(alias))
     target = store_folder(alias)
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
@@ -207,8 +208,8 @@ def list_models() -> list[dict]:
     """Every registry alias (pulled or not) and every other pulled model."""
     pulled = {row.alias: row for row in open_store().list_models()}
     rows = []
-    for alias in sorted(set(MODELS) | set(pulled)):
-        spec, row = MODELS.get(alias), pulled.get(alias)
+    for alias in sorted(set(ALIASES) | set(pulled)):
+        spec, row = ALIASES.get(alias), pulled.get(alias)
         rows.append({"alias": alias, "hub_id": spec.hub_id if spec else row.meta.get("hub_id", ""),
                      "offline": spec.packaged.package if spec and spec.packaged else None,
                      "pulled": row is not None, "size_bytes": row.size_bytes if row else None,
@@ -219,7 +220,7 @@ def list_models() -> list[dict]:
 def show_model(alias: str) -> dict:
     """What the registry knows about an alias and, once pulled, the database row."""
     row = open_store().get_model(alias)
-    spec = MODELS.get(alias) or (None if row else resolve_spec(alias))
+    spec = ALIASES.get(alias) or (None if row else resolve_spec(alias))
     shown = {"alias": alias}
     if spec is not None:
         shown.update(hub_id=spec.hub_id, offline_package=spec.packaged.package if spec.packaged else None)

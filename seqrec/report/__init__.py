@@ -1,5 +1,5 @@
 """Tables of results from the database with pandas: mean ± std over seeds, best in bold, a paired t-test against a
-baseline row, missing runs named, and the seeds' published numbers beside ours."""
+baseline row, missing runs named, and the papers' published numbers beside ours."""
 
 from __future__ import annotations
 

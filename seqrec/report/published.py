@@ -1,4 +1,4 @@
-"""The seeds' published numbers (published.toml), looked up by dataset, protocol and metric.
+"""The papers' published numbers (published.toml), looked up by dataset, protocol and metric.
 
 They are data, not code, so that every reference number can be checked against its named source table.
 """
@@ -32,7 +32,7 @@ class PublishedTable:
 
     @property
     def source(self) -> str:
-        return f"{self.tag}: seeds/{self.file}, {self.table}" + (f" ({self.notes})" if self.notes else "")
+        return f"{self.tag}: paper {self.file}, {self.table}" + (f" ({self.notes})" if self.notes else "")
 
 
 def normalize(name: str) -> str:
@@ -70,5 +70,5 @@ def published_tables(report: str | None = None) -> list[PublishedTable]:
 
 
 def published_dataset(name: str) -> str | None:
-    """The published name of one of our datasets, or None when no seed reports it."""
+    """The published name of one of our datasets, or None when no paper reports it."""
     return _load()[0].get(normalize(name))

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-# Metrics shown per evaluation-protocol family (config["eval"] is "full" or "sampled:<negatives>"), in the seeds'
+# Metrics shown per evaluation-protocol family (config["eval"] is "full" or "sampled:<negatives>"), in the papers'
 # column order: full ranking as in the LLM2Rec-style tables, sampled candidates as in DELRec's.
 METRICS = {
     "full": ("recall@10", "ndcg@10", "recall@20", "ndcg@20"),
@@ -87,6 +87,6 @@ def protocol_family(protocol: str) -> str:
 
 
 def short_metric(metric: str) -> str:
-    """recall@10 -> R@10, ndcg@5 -> N@5, hr@1 -> HR@1: the seeds' column names."""
+    """recall@10 -> R@10, ndcg@5 -> N@5, hr@1 -> HR@1: the papers' column names."""
     name, _, cutoff = metric.partition("@")
     return f"{SHORT_NAMES.get(name, name)}@{cutoff}" if cutoff else metric

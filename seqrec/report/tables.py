@@ -153,7 +153,7 @@ def _mark_best(rows: list[Row], width: int) -> None:
 
 
 def _published_rows(kind: str, columns: list[Column]) -> tuple[list[Row], list[str]]:
-    """The seeds' rows for the columns whose dataset and protocol they report, and the sources they come from."""
+    """The papers' rows for the columns whose dataset and protocol they report, and the sources they come from."""
     rows: dict[str, Row] = {}
     sources = []
     for table in published_tables(kind):

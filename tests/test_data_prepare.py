@@ -1,10 +1,8 @@
-"""`seqrec data prepare` as a whole: ML-100K from the recbole package checked against an independent k-core,
-reuse and byte-identical output, a name taken by other inputs, and every bad input (exit 2, one `error:` line,
-no traceback, nothing left in the store)."""
+"""`seqrec data prepare` as a whole: reuse and byte-identical output, a name taken by other inputs, and every bad
+input (exit 2, one `error:` line, no traceback, nothing left in the store)."""
 
 from __future__ import annotations
 
-import csv
 import gzip
 import shutil
 from pathlib import Path
@@ -12,14 +10,14 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from reference import one_error_line, prepared_sequences, sequence_k_core
+from reference import one_error_line
 from seqrec.cli import app
-from seqrec.data import movielens, prepare
+from seqrec.data import prepare
 from seqrec.data.prepare import prepare_source
 from seqrec.errors import SeqrecError
 from seqrec.store import open_store
 
-FIXTURES = Path(__file__).parent / "fixtures" / "amazon2023" / "two_categories"
+FIXTURES = Path(__file__).parent / "fixtures" / "amazon2023"
 runner = CliRunner()
 
 
@@ -43,50 +41,6 @@ def nothing_left(home: Path) -> None:
 def files_of(name: str) -> dict[str, bytes]:
     folder = Path(open_store().get_dataset(name).path)
     return {path.name: path.read_bytes() for path in sorted(folder.iterdir())}
-
-
-# ML-100K ------------------------------------------------------------------------------------------------------
-def recbole_inter() -> Path:
-    files, origin = movielens.locate("ml-100k")
-    assert origin == "pypi:recbole"
-    return files[0]
-
-
-def test_ml100k_raw_read_from_the_recbole_package():
-    files, _ = movielens.locate("ml-100k")
-    raw = movielens.read("ml-100k", files)
-    frame = raw.interactions
-    assert len(frame) == 100_000 and raw.bad_rows.count == 0
-    assert frame["user"].nunique() == 943 and frame["item"].nunique() == 1_682
-    assert len(raw.items) == 1_682
-    titles = dict(zip(raw.items["item"], raw.items["title"]))
-    assert titles["1"] == "Toy Story (1995)"  # titles keep their year
-
-
-def independent_k_core(path: Path, k: int) -> dict[str, list[str]]:
-    """Plain Python: per-user item lists in time order (ties in file order), then an iterative k-core."""
-    with path.open(newline="") as handle:
-        rows = list(csv.reader(handle, delimiter="\t"))[1:]
-    by_user: dict[str, list[tuple[float, str]]] = {}
-    for user, item, _, timestamp in rows:
-        by_user.setdefault(user, []).append((float(timestamp), item))
-    return sequence_k_core({user: [item for _, item in sorted(pairs, key=lambda pair: pair[0])]
-                            for user, pairs in by_user.items()}, k)
-
-
-def test_ml100k_5core_matches_an_independent_computation():
-    result = invoke("data", "prepare", "movielens", "--variant", "ml-100k")
-    assert result.exit_code == 0, result.output
-    stats = open_store().get_dataset("ml-100k").stats
-    assert (stats["users"], stats["items"], stats["interactions"]) == (943, 1_349, 99_287)
-    assert stats["dropped"]["k_core"] == 100_000 - 99_287 and stats["dropped"]["duplicates"] == 0
-
-    expected = independent_k_core(recbole_inter(), 5)
-    assert len(expected) == 943 and sum(map(len, expected.values())) == 99_287
-    assert len({item for items in expected.values() for item in items}) == 1_349
-
-    got = prepared_sequences("ml-100k")
-    assert sorted(got.values()) == sorted(expected.values())  # including the order of equal timestamps
 
 
 # reuse --------------------------------------------------------------------------------------------------------
@@ -150,6 +104,12 @@ def corrupt_gzip(tmp_path: Path) -> Path:
     return folder
 
 
+def review_file_not_gzip(tmp_path: Path) -> Path:
+    folder = without(tmp_path, "Video_Games.jsonl")
+    (folder / "Video_Games.jsonl.gz").write_bytes(b"not gzip at all")
+    return folder
+
+
 def bad_meta_line(tmp_path: Path) -> Path:
     folder = without(tmp_path)
     path = folder / "meta_Video_Games.jsonl"
@@ -160,14 +120,15 @@ def bad_meta_line(tmp_path: Path) -> Path:
 
 BAD_AMAZON = {
     "missing raw dir": (lambda tmp: tmp / "nowhere", [], ["missing folder", "nowhere"]),
-    "missing review file": (lambda tmp: without(tmp, "All_Beauty.jsonl"), [], ["missing review file",
-                                                                              "All_Beauty.jsonl"]),
+    "missing review file": (lambda tmp: without(tmp, "All_Beauty.jsonl"), [],
+                            ["missing review file", "All_Beauty.jsonl (or All_Beauty.jsonl.gz)"]),
     "missing meta file": (lambda tmp: without(tmp, "meta_Video_Games.jsonl"), [], ["missing meta file",
                                                                                    "meta_Video_Games.jsonl"]),
     "nothing after k-core": (lambda tmp: FIXTURES, ["--k-core", "5"], ["nothing is left after 5-core",
                                                                         "try a smaller --k-core"]),
     "strict meta line": (bad_meta_line, ["--strict"], ["meta_Video_Games.jsonl, line 5", "--strict"]),
     "unreadable gzip": (corrupt_gzip, [], ["meta_All_Beauty.jsonl.gz", "cannot be read as gzip"]),
+    "review file not gzip": (review_file_not_gzip, [], ["Video_Games.jsonl.gz", "cannot be read as gzip"]),
     "bad option": (lambda tmp: FIXTURES, ["--split", "random"], ["--split must be one of"]),
     "bad name": (lambda tmp: FIXTURES, ["--name", "../escape"], ["dataset name '../escape'"]),
 }
