@@ -146,7 +146,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--datasets", default="ml-100k,ml-1m")
     parser.add_argument("--seeds", default="0,1,2")
-    parser.add_argument("--objectives", default="all,last")
+    parser.add_argument("--objectives", default="all,last", help="seqrec objectives to run (empty: none)")
     parser.add_argument("--recbole", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--json", type=Path, help="Write every measurement to this file.")
     args = parser.parse_args()
@@ -160,7 +160,7 @@ def main() -> None:
     results: dict[str, list[dict]] = {}
     for dataset in args.datasets.split(","):
         folder = chronological_copy(dataset, home / "atomic")
-        sides = [f"seqrec --objective {objective}" for objective in args.objectives.split(",")]
+        sides = [f"seqrec --objective {objective}" for objective in args.objectives.split(",") if objective]
         sides += ["RecBole 1.2.1"] if args.recbole else []
         for side in sides:
             key = f"{dataset}  {side}"

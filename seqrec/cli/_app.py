@@ -31,7 +31,3 @@ def command_group(help: str, **kwargs) -> typer.Typer:
     return typer.Typer(cls=SeqrecGroup, help=help, no_args_is_help=True, pretty_exceptions_show_locals=False,
                        rich_markup_mode="rich", **kwargs)
 
-
-def explicit_options(**options):
-    """The options the user set: unset ones (None) are left to the function's defaults."""
-    return {key: value for key, value in options.items() if value is not None}
