@@ -5,7 +5,7 @@ from typing import Optional
 import typer
 
 from seqrec import __version__
-from seqrec.cli import dashboard, data, db, distill, embed, models, report, run, runs, train
+from seqrec.cli import dashboard, data, db, delrec, distill, embed, models, report, run, runs, train
 from seqrec.cli._app import command_group, console
 
 app = command_group(
@@ -17,6 +17,7 @@ app.add_typer(db.app, name="db")
 app.add_typer(models.app, name="models")
 app.add_typer(embed.app, name="embed")
 app.add_typer(runs.app, name="runs")
+app.add_typer(delrec.app, name="delrec")
 app.command("train")(train.train)
 app.command("evaluate")(train.evaluate)
 app.command("run")(run.run)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -27,6 +28,7 @@ class LoopState:
     """What a checkpoint must remember beside the tensors to continue exactly where it stopped."""
 
     epoch: int = 0  # epochs completed
+    steps: int = 0  # optimizer steps taken
     best: float = -math.inf
     best_epoch: int = -1
     evaluations_without_improvement: int = 0
@@ -46,12 +48,16 @@ def progress_bar(accelerator: Accelerator) -> Progress:
 
 
 def fit(model: torch.nn.Module, train_set: Dataset, validate, config: TrainConfig, accelerator: Accelerator,
-        run_dir: Path, seed: int, resume: bool = False,
-        validate_first: bool = False) -> tuple[torch.nn.Module, LoopState]:
+        run_dir: Path, seed: int, resume: bool = False, validate_first: bool = False,
+        make_optimizer: Callable[[list[torch.nn.Parameter]], torch.optim.Optimizer] | None = None,
+        after_step: Callable[[int, torch.optim.Optimizer], None] | None = None) -> tuple[torch.nn.Module, LoopState]:
     """Train ``model`` (its forward returns the loss of a batch) with early stopping on
     ``validate(model, accelerator) -> metrics``; returns the best model and the loop's final state.
 
     ``validate_first`` logs the validation metrics of the untrained model as step 0 (where a fine-tuned LLM starts).
+    ``make_optimizer(trainable parameters)`` replaces the default AdamW (``config.lr``, ``config.weight_decay``).
+    ``after_step(step, optimizer)`` runs after every optimizer step, before the gradients are cleared, with the
+    step's 0-based index (AdaLoRA's rank allocation reads the gradients there; a warm-up sets the next learning rate).
     """
     set_seed(seed)
     checkpoint = run_dir / "checkpoint"
@@ -61,7 +67,8 @@ def fit(model: torch.nn.Module, train_set: Dataset, validate, config: TrainConfi
                         collate_fn=getattr(train_set, "collate", None),
                         generator=torch.Generator().manual_seed(seed))
     trainable = [parameter for parameter in model.parameters() if parameter.requires_grad]
-    optimizer = torch.optim.AdamW(trainable, lr=config.lr, weight_decay=config.weight_decay)
+    optimizer = make_optimizer(trainable) if make_optimizer is not None else \
+        torch.optim.AdamW(trainable, lr=config.lr, weight_decay=config.weight_decay)
     model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
     state = LoopState()
     if resume and (checkpoint / "loop.json").exists():
@@ -82,6 +89,10 @@ def fit(model: torch.nn.Module, train_set: Dataset, validate, config: TrainConfi
                     loss = model(*batch)  # under the accelerator's autocast when mixed precision is on
                     accelerator.backward(loss)
                     optimizer.step()
+                    if accelerator.sync_gradients:  # a real step, not an accumulation one
+                        if after_step is not None:
+                            after_step(state.steps, optimizer)
+                        state.steps += 1
                     optimizer.zero_grad()
                 total += loss.detach()
                 batches += 1
