@@ -128,6 +128,7 @@ def test_dynamic_weights_follow_loss_ratio_over_gradient_norm():
     assert torch.allclose(parameter.grad, expected)
 
 
+@pytest.mark.slow
 def test_stage_1_trains_only_the_soft_prompt_and_stage_2_keeps_it_frozen(teacher, walk, tiny_llama, monkeypatch):
     trained = {}
     original = delrec.StepSchedule.optimizer
@@ -160,6 +161,7 @@ def test_adalora_allocates_after_every_optimizer_step(teacher, walk, tiny_llama,
     assert open_store().get_run(tuned).status == "finished"
 
 
+@pytest.mark.slow
 def test_an_interrupted_finetune_resumes_to_the_same_metrics(teacher, walk, tiny_llama):
     options = dict(model=str(tiny_llama), dataset=walk.name, teacher=teacher, ablation="w_usp", soft_tokens=4,
                    **STAGE2)
@@ -194,6 +196,7 @@ def flags(options: dict) -> list[str]:
     return [part for key, value in options.items() for part in (f"--{key.replace('_', '-')}", str(value))]
 
 
+@pytest.mark.slow
 def test_both_stages_run_from_the_cli_and_log_test_metrics_within_bounds(teacher, walk, tiny_llama):
     runner = CliRunner()
     result = runner.invoke(app, ["delrec", "distill", "--model", str(tiny_llama), "--dataset", walk.name,
@@ -218,7 +221,7 @@ def test_both_stages_run_from_the_cli_and_log_test_metrics_within_bounds(teacher
     ("distill", ["--top-h", "99"], "--top-h 99 is larger than the catalogue"),
     ("distill", ["--ablation", "w_ulsr"], "ablation w_ulsr changes stage 2"),
     ("distill", ["--ablation", "w_xyz"], "ablation must be one of"),
-    ("distill", ["--candidates", "24"], "negative candidates"),
+    ("distill", ["--candidates", "12"], "negative candidates from; lower --candidates or --top-h"),
     ("finetune", ["--ablation", "w_usp", "--candidates", "30"], "--candidates 30 is larger than the catalogue"),
     ("finetune", ["--ablation", "none"], "needs --distilled"),
 ])

@@ -606,12 +606,21 @@ def base_config(stage: str, model: str, dataset: str, teacher: int, seed: int) -
             "teacher_model": run.config["model"], "teacher_config_hash": run.config_hash, "seed": seed}
 
 
-def check_catalogue(config, data, top_h: int | None = None) -> None:
-    if top_h is not None and top_h > data.num_items:
+def check_catalogue(config, data, top_h: int = 0) -> None:
+    """Refuse a top-h or a candidate count the catalogue cannot fill for every training prompt, before a run opens.
+    A training prompt draws its negatives outside the user's training items and its label (RPS: the top-h)."""
+    if top_h > data.num_items:
         raise SeqrecError(f"--top-h {top_h} is larger than the catalogue of {data.name} ({data.num_items} items)")
     if config.candidates > data.num_items:
         raise SeqrecError(f"--candidates {config.candidates} is larger than the catalogue of {data.name} "
                           f"({data.num_items} items)")
+    most = max(len(set(np.asarray(items).tolist())) for items in data.train["items"])
+    left = data.num_items - most - max(top_h, 1)
+    if left < config.candidates - 1:
+        hint = " or --top-h" if top_h else ""
+        raise SeqrecError(f"--candidates {config.candidates}: a user of {data.name} has {most} training items, which "
+                          f"leaves {left} items to draw the {config.candidates - 1} negative candidates from; lower "
+                          f"--candidates{hint}")
 
 
 def distill_config(model: str, dataset: str, teacher: int, seed: int, options: dict) -> dict:
@@ -619,7 +628,7 @@ def distill_config(model: str, dataset: str, teacher: int, seed: int, options: d
     from seqrec.data.prepare import load_dataset
 
     stage, train = resolve_distill(options)
-    check_catalogue(stage, load_dataset(dataset), stage.top_h)
+    check_catalogue(stage, load_dataset(dataset), stage.top_h if "rps" in distill_tasks(stage) else 0)
     return {**base_config("distill", model, dataset, teacher, seed), "options": dict(sorted(options.items())),
             **dataclasses.asdict(stage), **dataclasses.asdict(train)}
 
