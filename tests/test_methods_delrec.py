@@ -249,3 +249,82 @@ def test_a_soft_prompt_from_another_llm_is_refused(teacher, walk, tiny_llama, tm
     result = CliRunner().invoke(app, ["delrec", "finetune", "--distilled", str(distilled), "--model", str(wider)])
     assert result.exit_code == 2, result.output
     assert "width 32" in result.output and "width 48" in " ".join(result.output.split())
+
+
+# encoder-decoder LLMs -----------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def tiny_t5(tmp_path_factory):
+    from transformers import T5Config, T5ForConditionalGeneration
+
+    from seqrec.llm.tiny import build_tokenizer
+
+    tokenizer = build_tokenizer()
+    config = T5Config(vocab_size=len(tokenizer), d_model=32, d_ff=64, d_kv=8, num_layers=2, num_heads=4,
+                      dropout_rate=0.0, pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
+                      decoder_start_token_id=tokenizer.pad_token_id)
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("tiny") / "t5"
+    T5ForConditionalGeneration(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def test_an_encoder_decoder_reads_the_prompt_once_and_scores_titles_in_the_decoder(tiny_t5):
+    model = scoring_model(tiny_t5)
+    make = builder(tiny_t5)
+    prompts = [make.recommendation([1, 2, 3], 4, [5, 16, 22]), make.recommendation([9, 10, 11, 12], 14, [1, 2, 3])]
+    batch = PromptSet([(prompt,) for prompt in prompts], 0).collate([(prompt,) for prompt in prompts])
+    llm = model.llm
+    with torch.no_grad():
+        shared = model.scores(*batch[:4])
+        separate = []
+        for prompt in prompts:
+            ids = torch.tensor(prompt.ids)
+            soft_index = torch.where(ids < 0, torch.cumsum(ids < 0, 0) - 1, -1)
+            embeddings = model.input_embeddings(ids.clamp(min=0)[None], soft_index[None])
+            row = []
+            for item in prompt.candidates:
+                title = model.title_ids[item, :model.title_lengths[item]]
+                decoder_ids = torch.cat([torch.tensor([llm.config.decoder_start_token_id]), title[:-1]])[None]
+                logp = llm(inputs_embeds=embeddings, decoder_input_ids=decoder_ids).logits[0].log_softmax(-1)
+                row.append(logp.gather(1, title[:, None]).mean())
+            separate.append(torch.stack(row))
+    assert torch.allclose(shared, torch.stack(separate), atol=1e-5)
+    assert delrec.attention_targets(llm) == ["q", "v"]
+
+
+# resuming stage 1 and the ablations ---------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_an_interrupted_distillation_resumes_to_the_same_soft_prompt(teacher, walk, tiny_llama):
+    store = open_store()
+    with killed_on_call(delrec.CandidateEvaluation, "__call__", call=3), pytest.raises(KeyboardInterrupt):
+        distill_pattern(str(tiny_llama), walk.name, teacher, **SMALL)
+    (interrupted,) = store.list_runs(kind=delrec.DISTILL_KIND, status="interrupted")
+    assert distill_pattern(None, None, None, resume=interrupted.id) == interrupted.id
+    resumed = torch.load(store.artifacts(interrupted.id, kind="soft-prompt")[0].path)["soft_prompt"]
+    valid = store.final_metrics(interrupted.id)["valid"]
+    store.delete_run(interrupted.id)
+    whole = distill_pattern(str(tiny_llama), walk.name, teacher, **SMALL)
+    assert torch.equal(torch.load(store.artifacts(whole, kind="soft-prompt")[0].path)["soft_prompt"], resumed)
+    assert store.final_metrics(whole)["valid"] == valid
+
+
+@pytest.mark.slow
+def test_the_ablations_change_what_each_stage_trains_and_shows(teacher, walk, tiny_llama):
+    store = open_store()
+    one_epoch = {**SMALL, "epochs": 1}
+    only_ta = distill_pattern(str(tiny_llama), walk.name, teacher, ablation="wo_rps", **one_epoch)
+    assert {metric.key for metric in store.metrics(only_ta, split="valid")} >= {"loss_ta"}
+    assert "loss_rps" not in {metric.key for metric in store.metrics(only_ta, split="valid")}
+    updated = distill_pattern(str(tiny_llama), walk.name, teacher, ablation="w_udpsm", **one_epoch)
+    assert store.artifacts(updated, kind="model")  # the LLM changed in stage 1: stage 2 starts from it
+    stage2 = {**STAGE2, "epochs": 1}
+    after_udpsm = finetune(updated, **stage2)
+    assert store.get_run(after_udpsm).config["variant"] == "w_udpsm"
+    ulsr = finetune(updated, ablation="w_ulsr", **stage2)
+    distilled_prompt = torch.load(store.artifacts(updated, kind="soft-prompt")[0].path)["soft_prompt"]
+    assert not torch.equal(torch.load(store.artifacts(ulsr, kind="soft-prompt")[0].path)["soft_prompt"],
+                           distilled_prompt)
+    for ablation in ("wo_sp", "w_mcp"):
+        run_id = finetune(model=str(tiny_llama), dataset=walk.name, teacher=teacher, ablation=ablation, **stage2)
+        assert store.get_run(run_id).status == "finished" and not store.artifacts(run_id, kind="soft-prompt")

@@ -628,9 +628,10 @@ def distill_config(model: str, dataset: str, teacher: int, seed: int, options: d
     from seqrec.data.prepare import load_dataset
 
     stage, train = resolve_distill(options)
+    base = base_config("distill", model, dataset, teacher, seed)
     check_catalogue(stage, load_dataset(dataset), stage.top_h if "rps" in distill_tasks(stage) else 0)
-    return {**base_config("distill", model, dataset, teacher, seed), "options": dict(sorted(options.items())),
-            **dataclasses.asdict(stage), **dataclasses.asdict(train)}
+    return {**base, "options": dict(sorted(options.items())), **dataclasses.asdict(stage),
+            **dataclasses.asdict(train)}
 
 
 def distill_pattern(model: str | None, dataset: str | None, teacher: int | None, *, seed: int = 0,
