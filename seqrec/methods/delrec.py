@@ -118,6 +118,11 @@ class PromptBuilder:
         self.pattern, self.soft_tokens = pattern, soft_tokens
         self.rng = np.random.default_rng(seed)
 
+    def reseed(self, seed: int) -> "PromptBuilder":
+        """Start the candidate orders afresh, so that a split's prompts do not depend on how many came before."""
+        self.rng = np.random.default_rng(seed)
+        return self
+
     def title(self, item: int) -> str:
         return quoted(self.titles[item])
 
@@ -679,7 +684,7 @@ def distill_run(config: dict, experiment: str | None, resume: int | None) -> int
         train_set = PromptSet(distill_prompts(builder, data, stage, teacher, users, histories, targets, seed), pad)
         valid_users, valid_histories, valid_targets, _ = split_examples(data, "valid", stage.valid_examples, seed)
         keep = (valid_histories > 0).sum(1) >= 2
-        valid_set = PromptSet(distill_prompts(builder, data, stage, teacher, valid_users[keep], valid_histories[keep],
+        valid_set = PromptSet(distill_prompts(builder.reseed(seed + 1), data, stage, teacher, valid_users[keep], valid_histories[keep],
                                               valid_targets[keep], seed + 1), pad)
         adalora = None
         if stage.ablation == "w_udpsm":  # the LLM trains too, through the same adapters as stage 2
@@ -807,6 +812,8 @@ def finetune_run(config: dict, experiment: str | None, resume: int | None) -> in
         udpsm_model = store.artifacts(config["distilled_run"], kind="model")  # w_udpsm: stage 1 changed the LLM
         if udpsm_model:
             path = udpsm_model[-1].path
+    else:  # wo_sp, w_mcp, w_usp: the conventional model is only named in the prompt; the lineage still records it
+        inputs.append(check_teacher(config["teacher_run"], config["dataset"])[1])
     with training_run(FINETUNE_KIND, config, seed=seed, dataset=config["dataset"], experiment=experiment,
                       inputs=inputs, resume=resume, grad_accum=train.grad_accum,
                       mixed_precision=train.mixed_precision) as job:
@@ -827,8 +834,8 @@ def finetune_run(config: dict, experiment: str | None, resume: int | None) -> in
         for split, count in (("valid", stage.valid_examples), ("test", stage.test_examples)):
             split_users, split_histories, split_targets, rows = split_examples(data, split, count, seed)
             stored = stored_candidates(data, folder, split, stage.candidates - 1, seed)[rows]
-            prompts = recommendation_prompts(builder, data, stage, split_users, split_histories, split_targets,
-                                             stored, seed)
+            prompts = recommendation_prompts(builder.reseed(seed + 1 + len(evaluations)), data, stage, split_users,
+                                             split_histories, split_targets, stored, seed)
             evaluations[split] = CandidateEvaluation(PromptSet(prompts, pad), train.batch_size)
         steps = optimizer_steps(len(train_set), train, process_state().num_processes)
         llm = add_adalora(llm, steps, attention_targets(llm), stage.rank_start, stage.rank_target)
