@@ -68,7 +68,7 @@ def main() -> None:
     tokens = sum(len(prompt.ids) for (prompt,) in prompts) + int(model.title_lengths[batch[3]].sum())
     model.train()
     for precision in ("fp32", "bf16"):
-        def step() -> None:
+        def step(precision: str = precision) -> None:
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
                 loss = model(*batch)
             loss.backward()

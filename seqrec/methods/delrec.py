@@ -45,8 +45,8 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from seqrec.errors import SeqrecError
-from seqrec.methods.delrec_options import (DISTILL_ABLATIONS, FINETUNE_ABLATIONS, DistillStageConfig,
-                                           DistillTraining, FinetuneStageConfig, FinetuneTraining)
+from seqrec.methods.delrec_options import (DISTILL_ABLATIONS, FINETUNE_ABLATIONS, DistillStageConfig, DistillTraining,
+                                           FinetuneStageConfig, FinetuneTraining)
 from seqrec.store import config_hash, open_store
 from seqrec.training.options import resolve
 
@@ -118,7 +118,7 @@ class PromptBuilder:
         self.pattern, self.soft_tokens = pattern, soft_tokens
         self.rng = np.random.default_rng(seed)
 
-    def reseed(self, seed: int) -> "PromptBuilder":
+    def reseed(self, seed: int) -> PromptBuilder:
         """Start the candidate orders afresh, so that a split's prompts do not depend on how many came before."""
         self.rng = np.random.default_rng(seed)
         return self
@@ -662,8 +662,8 @@ def distill_run(config: dict, experiment: str | None, resume: int | None) -> int
     from seqrec.llm.encoder import remove_resume_state, save_model_folder
     from seqrec.llm.registry import model_record
     from seqrec.training.accelerator import process_state
-    from seqrec.training.lora import AdaLoraAllocatorState, adalora_penalty, add_adalora
     from seqrec.training.loop import fit
+    from seqrec.training.lora import AdaLoraAllocatorState, adalora_penalty, add_adalora
     from seqrec.training.run import training_run
 
     stage, train = resolve_distill(config["options"])
@@ -796,8 +796,8 @@ def finetune_run(config: dict, experiment: str | None, resume: int | None) -> in
     from seqrec.llm.registry import model_record
     from seqrec.recsys.evaluate import stored_candidates
     from seqrec.training.accelerator import process_state
-    from seqrec.training.lora import AdaLoraAllocatorState, adalora_penalty, add_adalora
     from seqrec.training.loop import fit
+    from seqrec.training.lora import AdaLoraAllocatorState, adalora_penalty, add_adalora
     from seqrec.training.run import training_run
 
     stage, train = resolve_finetune(config["options"])
