@@ -1,7 +1,7 @@
 """DELRec's options, declared once (no torch here: the CLI reads them to build its flags).
 
 Stage 1 (``distill``) and stage 2 (``finetune``) share the prompt settings; each has its own loop defaults (the
-paper's Lion learning rates and weight decays).
+paper's Lion learning rates and weight decays: ``lr`` and ``weight_decay`` are Lion's here, not AdamW's).
 """
 
 from __future__ import annotations
