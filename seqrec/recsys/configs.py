@@ -11,7 +11,7 @@ from seqrec.training.options import option
 class RecommenderConfig:
     """Options every recommender takes; ``max_len`` comes from the dataset."""
 
-    hidden: int = option(128, "Hidden size.", low=1, high=8192)
+    hidden: int = option(64, "Hidden size.", low=1, high=8192)
     dropout: float = option(0.3, "Dropout.", low=0.0, high=0.99)
     loss: str = option("ce", "ce: softmax over every item; bce: one sampled negative per scored position.",
                        choices=("ce", "bce"))
