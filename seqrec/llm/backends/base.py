@@ -73,7 +73,7 @@ class Generation:
     completion_tokens: int
     tokens: tuple[TokenLogprob, ...] | None = None  # only when Decoding.logprobs was asked for
     attempts: int = 1
-    latency_s: float = 0.0
+    latency_s: float = field(default=0.0, compare=False)  # timing, not content
 
     def payload(self) -> dict:
         return {"text": self.text, "finish_reason": self.finish_reason,
@@ -96,7 +96,7 @@ class Scores:
     prompt_tokens: int
     missing: tuple[str, ...] = ()
     attempts: int = 1
-    latency_s: float = 0.0
+    latency_s: float = field(default=0.0, compare=False)  # timing, not content
 
     def payload(self) -> dict:
         return {"logprobs": self.logprobs, "missing": list(self.missing)}
@@ -116,7 +116,7 @@ class CallFailure:
     error: str
     attempts: int
     status: int | None = None
-    latency_s: float = 0.0
+    latency_s: float = field(default=0.0, compare=False)  # timing, not content
 
 
 @dataclass(frozen=True)

@@ -143,7 +143,11 @@ class LocalBackend(Backend):
         encoded = [self.prompt_ids(prompt) for prompt in prompts]
         for ids in encoded:
             self.check_fits(len(ids), decoding.max_tokens)
-        results: list[Generation | CallFailure] = [None] * len(encoded)  # type: ignore[list-item]
+        return self.generate_encoded(encoded, decoding)
+
+    def generate_encoded(self, encoded: list[list[int]], decoding: Decoding) -> list[Generation]:
+        """``generate`` for prompts already tokenized and checked against the context."""
+        results: list[Generation] = [None] * len(encoded)  # type: ignore[list-item]
         for chunk in self.chunks(encoded):
             started = time.perf_counter()
             generations = self.generate_batch([encoded[index] for index in chunk], decoding)
