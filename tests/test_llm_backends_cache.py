@@ -125,3 +125,15 @@ def test_a_label_that_is_not_one_token_is_one_clear_error(tmp_path, label):
     with pytest.raises(SeqrecError, match=f"score label {label!r} is not one token"):
         CachedLLM(backend).score(["Toy Story"], ["A", label])
     assert open_store().llm_calls() == []
+
+
+def test_a_run_records_its_counts_and_owns_its_rows():
+    store = open_store()
+    with scripted_server([("status", 503)]) as server, store.start_run("rerank", {"k": 1}) as run:
+        llm = CachedLLM(endpoint(server), run_id=run.id)
+        llm.generate(PROMPTS[:2], Decoding())
+        llm.generate(PROMPTS[:2], Decoding())
+        llm.log_counts(run)
+    assert store.final_metrics(run.id)["llm"] == {"llm_cache_hits": 2, "llm_fresh_calls": 2, "llm_retries": 1,
+                                                  "llm_failures": 0}
+    assert [row.run_id for row in store.llm_calls(run_id=run.id)] == [run.id, run.id]

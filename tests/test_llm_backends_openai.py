@@ -91,8 +91,7 @@ def test_one_probe_tells_whether_the_endpoint_returns_logprobs():
         with pytest.raises(SeqrecError, match="does not return log-probabilities"):
             backend.score([HI], ["A"])
         assert len(server.requests) == 2  # the chat probe and the completions probe, once
-        backend.capabilities
-        assert len(server.requests) == 2
+        assert not backend.capabilities.score and len(server.requests) == 2
 
 
 def test_an_unreachable_endpoint_is_one_clear_error():
@@ -104,9 +103,10 @@ def test_an_unreachable_endpoint_is_one_clear_error():
 
 def test_a_refused_api_key_is_one_clear_error(monkeypatch):
     monkeypatch.setenv("TEST_LLM_KEY", "wrong")
+    with scripted_server(auth="right") as server, \
+            pytest.raises(SeqrecError, match=r"refused the API key \(401\); check TEST_LLM_KEY"):
+        endpoint(server, api_key_env="TEST_LLM_KEY")
     with scripted_server(auth="right") as server:
-        with pytest.raises(SeqrecError, match=r"refused the API key \(401\); check TEST_LLM_KEY"):
-            endpoint(server, api_key_env="TEST_LLM_KEY")
         monkeypatch.setenv("TEST_LLM_KEY", "right")
         assert endpoint(server, api_key_env="TEST_LLM_KEY").generate([HI], Decoding())[0].text == "ok"
 

@@ -39,8 +39,10 @@ def served(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def local(served):
-    return LocalBackend(str(served[1]), dtype="float32")
+def local(served, tmp_path_factory):
+    with pytest.MonkeyPatch.context() as patch:  # module-scoped: the per-test SEQREC_HOME is not set up yet
+        patch.setenv("SEQREC_HOME", str(tmp_path_factory.mktemp("local-home")))
+        return LocalBackend(str(served[1]), dtype="float32")
 
 
 def remote(served, **options):

@@ -7,8 +7,17 @@ from collections.abc import Mapping
 from typing import Any
 
 from seqrec.errors import SeqrecError
-from seqrec.llm.backends.base import (Backend, CallFailure, Capabilities, ContextLengthError, Decoding, Generation,
-                                      Prompt, Scores, TokenLogprob)
+from seqrec.llm.backends.base import (
+    Backend,
+    CallFailure,
+    Capabilities,
+    ContextLengthError,
+    Decoding,
+    Generation,
+    Prompt,
+    Scores,
+    TokenLogprob,
+)
 from seqrec.llm.backends.cache import CachedLLM, CallCounts
 
 __all__ = ["Backend", "CachedLLM", "CallCounts", "CallFailure", "Capabilities", "ContextLengthError", "Decoding",

@@ -12,8 +12,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from seqrec.llm.backends.base import (Backend, CallFailure, Decoding, Generation, Prompt, Scores, canonical,
-                                      check_labels)
+from seqrec.llm.backends.base import Backend, CallFailure, Decoding, Generation, Prompt, Scores, canonical, check_labels
 from seqrec.store import LLMCall, Store, open_store
 
 
@@ -44,6 +43,10 @@ class CachedLLM:
         self.backend, self.no_cache, self.run_id = backend, no_cache, run_id
         self.store = store or open_store()
         self.counts = CallCounts()
+
+    def log_counts(self, run) -> None:
+        """Record the counts in a tracked run (an ``ActiveRun``) as its ``llm`` metrics."""
+        run.log_metrics(self.counts.as_metrics(), split="llm")
 
     def generate(self, prompts: Sequence[Prompt], decoding: Decoding) -> list[Generation | CallFailure]:
         params = {"operation": "generate", **decoding.as_dict()}

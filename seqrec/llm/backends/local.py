@@ -12,8 +12,19 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from seqrec.errors import SeqrecError
-from seqrec.llm.backends.base import (Backend, CallFailure, Capabilities, ContextLengthError, Decoding, Generation,
-                                      Prompt, Scores, TokenLogprob, check_labels, check_prompt)
+from seqrec.llm.backends.base import (
+    Backend,
+    CallFailure,
+    Capabilities,
+    ContextLengthError,
+    Decoding,
+    Generation,
+    Prompt,
+    Scores,
+    TokenLogprob,
+    check_labels,
+    check_prompt,
+)
 
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 

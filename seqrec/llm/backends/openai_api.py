@@ -19,8 +19,18 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
 from seqrec.errors import SeqrecError
-from seqrec.llm.backends.base import (Backend, CallFailure, Capabilities, Decoding, Generation, Prompt, Scores,
-                                      TokenLogprob, check_labels, check_prompt)
+from seqrec.llm.backends.base import (
+    Backend,
+    CallFailure,
+    Capabilities,
+    Decoding,
+    Generation,
+    Prompt,
+    Scores,
+    TokenLogprob,
+    check_labels,
+    check_prompt,
+)
 
 ENDPOINT_DEFAULTS = {"max_concurrency": 8, "timeout": 60.0, "max_retries": 4}
 RETRIED_STATUSES = {408, 409, 429}
@@ -62,8 +72,12 @@ def retry_after_seconds(headers) -> float | None:
     try:
         return float(value)
     except ValueError:
-        moment = email.utils.parsedate_to_datetime(value) if value else None
-        return None if moment is None else max(0.0, moment.timestamp() - time.time())
+        pass
+    try:
+        moment = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None  # a Retry-After we cannot read: fall back to our own backoff
+    return max(0.0, moment.timestamp() - time.time())
 
 
 class OpenAIBackend(Backend):
