@@ -5,7 +5,7 @@ from typing import Optional
 import typer
 
 from seqrec import __version__
-from seqrec.cli import dashboard, data, db, distill, embed, models, report, run, runs, train
+from seqrec.cli import dashboard, data, db, distill, embed, models, report, run, runs, serve, train
 from seqrec.cli._app import command_group, console
 
 app = command_group(
@@ -23,6 +23,7 @@ app.command("run")(run.run)
 app.command("report")(report.report)
 app.command("dashboard")(dashboard.dashboard)
 app.command("distill")(distill.distill)
+app.command("serve")(serve.serve)
 
 
 def show_version(value: bool) -> None:

@@ -14,6 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from seqrec.errors import SeqrecError
+from seqrec.llm.backends.openai_api import ENDPOINT_DEFAULTS
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -48,6 +49,12 @@ class EndpointSpec(Strict):
     base_url: str
     model: str
     api_key_env: str | None = None
+    max_concurrency: int = Field(ENDPOINT_DEFAULTS["max_concurrency"], ge=1, description="Requests in flight at once.")
+    timeout: float = Field(ENDPOINT_DEFAULTS["timeout"], gt=0, description="Seconds to wait for one answer.")
+    max_retries: int = Field(ENDPOINT_DEFAULTS["max_retries"], ge=0,
+                             description="Retries of a timed-out, rate-limited or failed request.")
+    capabilities: dict[Literal["generate", "score", "chat"], bool] = Field(
+        default_factory=dict, description="Overrides of what the endpoint is detected to support.")
     options: dict[str, Any] = Field(default_factory=dict)
 
 
