@@ -90,7 +90,7 @@ def test_a_distill_experiment_needs_a_teacher_and_a_student(tmp_path, tiny_llama
     path = study_file(tmp_path, tiny_qwen2, tiny_llama)
     path.write_text(path.read_text().replace('teacher = "teacher"\n', ""))
     result = runner.invoke(app, ["run", "distilled", "--file", str(path)])
-    assert result.exit_code == 2 and "the distill stage needs a teacher and a student" in result.stderr
+    assert result.exit_code == 2 and "experiments.distilled.teacher: the distill stage needs a teacher" in result.stderr
 
 
 def test_the_study_runs_under_torchrun_with_two_processes(tmp_path, tiny_llama, tiny_qwen2):
