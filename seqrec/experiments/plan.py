@@ -109,7 +109,7 @@ def check_references(plan: Plan, name: str, stage: Stage) -> None:
                 raise SeqrecError(f"{where}: {stage_name} runs make no {needed}")
             source = plan.spec.experiments.get(source_name)
             if source is None or source.stage != stage_name:
-                raise SeqrecError(f"{where}: {source_name!r} is not a {stage_name} experiment")
+                raise SeqrecError(f"{where}: {source_name!r} is not an experiment with stage = {stage_name!r}")
             if source_name not in plan.order[:plan.order.index(name)]:
                 raise SeqrecError(f"{where}: {source_name!r} must run first; add it to experiments.{name}.after")
             if source.grid or source.zip or len(source.seeds) > 1:

@@ -3,8 +3,8 @@
 import importlib
 import pkgutil
 
-from seqrec.experiments.stages.base import (EXPERIMENT_FIELDS, Found, Plan, Point, Request, Stage, is_reference, register,
-                                            stage_named, stage_names)
+from seqrec.experiments.stages.base import (EXPERIMENT_FIELDS, Found, Plan, Point, Request, Stage, is_reference,
+                                            register, stage_named, stage_names)
 
 for _module in pkgutil.iter_modules(__path__):
     if _module.name != "base":
