@@ -82,7 +82,7 @@ def check_values(plan: Plan, name: str, stage: Stage) -> None:
         for key, given in getattr(experiment, table).items():
             for value in [given] if table == "params" else given:
                 where = f"{plan.path}: experiments.{name}.{table}.{key}"
-                if key in choices and value not in choices[key] and not is_reference(value):
+                if key in choices and value not in choices[key]:
                     raise SeqrecError(f"{where}: {value!r} is not one of {', '.join(map(str, choices[key]))}")
                 if key in ranges and value is not None:
                     low, high = ranges[key]
