@@ -128,7 +128,9 @@ def pool(hidden, mask, lengths, pooling: str):
 
 
 def is_decoder(config) -> bool:
-    return any(name.endswith("ForCausalLM") for name in config.architectures or [])
+    """A model config, or a folder's config.json as a dict, that names a causal-LM architecture."""
+    architectures = config.get("architectures") if isinstance(config, dict) else config.architectures
+    return any(name.endswith("ForCausalLM") for name in architectures or [])
 
 
 def bf16_supported() -> bool:
@@ -168,12 +170,6 @@ RANGES = {"batch_size": (1, 1 << 16), "max_length": (2, 1 << 16)}
 CHOICES = {"pooling": POOLINGS, "attention": ATTENTIONS}
 
 
-def folder_is_decoder(path: str) -> bool:
-    """Whether a model folder holds a decoder LLM, read from its config.json (importing transformers costs seconds)."""
-    return any(name.endswith("ForCausalLM") for name in json.loads(Path(path, "config.json").read_text())
-               .get("architectures") or [])
-
-
 def check_embedding_options(**options) -> None:
     """Refuse a choice or a number outside what CHOICES and RANGES declare."""
     for key, value in options.items():
@@ -196,7 +192,8 @@ def resolve_embedding(model: str, dataset: str, pooling: str, attention: str | N
     compiled, template_source = compile_template(template) if template else (None, None)
     dataset_row = get_dataset(dataset)
     record = model_record(model)
-    decoder = folder_is_decoder(record.path)
+    # config.json read directly: importing transformers would cost a cached request seconds
+    decoder = is_decoder(json.loads(Path(record.path, "config.json").read_text()))
     if not decoder and attention == "causal":
         raise SeqrecError(f"{model} is an encoder: its attention is always bidirectional")
     config = {"model": record.alias, "model_sha256": record.sha256, "model_revision": record.revision,

@@ -26,6 +26,9 @@ EXPERIMENT_FIELDS = ("dataset", "model", "teacher", "student", "endpoint", "prom
 
 def register(stage_class: type[Stage]) -> type[Stage]:
     """Class decorator: experiments.toml accepts the stage under its ``name`` and the planner runs it."""
+    known = STAGES.get(stage_class.name)
+    if known is not None and type(known) is not stage_class:
+        raise ValueError(f"two stages are named {stage_class.name!r}: {type(known)} and {stage_class}")
     STAGES[stage_class.name] = stage_class()
     return stage_class
 
