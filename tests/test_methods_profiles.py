@@ -12,6 +12,7 @@ import pytest
 import torch
 from llm_fixtures import killed_on_call, make_movies_dataset
 from llm_servers import build_chat_model, scripted_server
+from recsys_fixtures import interrupt_at_evaluation
 from typer.testing import CliRunner
 
 from seqrec.cli import app
@@ -31,6 +32,7 @@ from seqrec.methods.profiles import (
     write_agg_with,
 )
 from seqrec.recsys.configs import ProfileConfig, SASRecConfig
+from seqrec.recsys.evaluate import Evaluator
 from seqrec.recsys.guide import ProfileGuided, pool_states
 from seqrec.recsys.models.sasrec import SASRec
 from seqrec.recsys.runner import train_model
@@ -330,6 +332,20 @@ def test_a_distilled_run_saves_a_plain_recommender_that_evaluate_reloads(walk_em
     assert not any(key.startswith(("map", "recommender")) for key in weights)
     assert store.final_metrics(evaluate_run(run_id))["test"] == metrics["test"]
     assert {row.artifact_id for row in store.inputs(run_id)} >= {store.artifacts(walk_embeddings.run_id)[0].id}
+
+
+def test_a_resumed_distilled_run_ends_with_the_same_metrics(walk_embeddings, monkeypatch):
+    hyper = {**FAST, "epochs": 4, "profiles": f"run:{walk_embeddings.run_id}", "distill_epochs": 2}
+    (uninterrupted,) = train_model("sasrec", "walk", seeds=[1], **hyper)
+    original = interrupt_at_evaluation(monkeypatch, call=3)  # epoch 3 of 4: after the guide switched off
+    with pytest.raises(KeyboardInterrupt):
+        train_model("sasrec", "walk", seeds=[1], **hyper)
+    monkeypatch.setattr(Evaluator, "evaluate", original)
+    store = open_store()
+    interrupted = store.list_runs(kind="train", status="interrupted")[0].id
+    train_model("sasrec", None, resume=interrupted)
+    assert store.final_metrics(interrupted)["test"] == pytest.approx(store.final_metrics(uninterrupted)["test"],
+                                                                     abs=1e-6)
 
 
 def test_distillation_options_are_checked_against_the_model_and_the_data(walk, walk_embeddings, tmp_path):
