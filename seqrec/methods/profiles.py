@@ -273,10 +273,8 @@ def generate_profiles(dataset: str, llm: str | None = None, *, endpoint: str | N
     ``context_length`` caps the context the prompts are fitted to (an endpoint needs it); ``tokenizer`` names a
     registry model whose tokenizer counts an endpoint's tokens (else they are estimated from the text's length).
     """
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
     from seqrec.data.prepare import get_dataset, load_dataset
-    from seqrec.llm.backends import CachedLLM, Decoding, open_backend
+    from seqrec.llm.backends import open_backend
 
     check_generation_options(prompt, strategy, max_tokens, temperature, users)
     dataset_row, data = get_dataset(dataset), load_dataset(dataset)
@@ -294,21 +292,36 @@ def generate_profiles(dataset: str, llm: str | None = None, *, endpoint: str | N
     config = {"dataset": dataset, "dataset_fingerprint": dataset_row.fingerprint, "backend": backend.name,
               "llm": backend.identity, "prompt": prompt, "strategy": strategy, "family": family,
               "templates_sha256": templates_digest(prompt), "max_tokens": max_tokens, "temperature": temperature,
-              "seed": seed, "users": users, "context_length": limit, "tokens_counted_by": counted_by}
+              "seed": seed, "users": users, "context_length": limit, "tokens_counted_by": counted_by,
+              # a sampled local batch draws from one seeded generator, so its members change with its composition
+              "batch_size": batch_size if backend.name == "local" else None}
+    try:
+        return profiles_run(config, backend, PromptBuilder(prompt, family, count_tokens, limit, max_tokens),
+                            training_histories(data, users), batch_size, experiment)
+    finally:
+        backend.close()
+
+
+def profiles_run(config: dict, backend, builder: PromptBuilder, histories: dict[int, list[dict]], batch_size: int,
+                 experiment: str | None) -> GeneratedProfiles:
+    """The finished run of this config if there is one, else a new run that writes every profile."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from seqrec.llm.backends import CachedLLM, Decoding
+
     store = open_store()
     earlier = store.find_run(config_hash(config), kind="profiles")
     if earlier is not None:
         for artifact in reversed(store.artifacts(earlier.id, kind=PROFILES_KIND)):
             if Path(artifact.path).exists():
                 return GeneratedProfiles(earlier.id, Path(artifact.path), cached=True)
-
-    histories = training_histories(data, users)
-    builder = PromptBuilder(prompt, family, count_tokens, limit, max_tokens)
-    with store.start_run("profiles", config, experiment=experiment, seed=seed, dataset=dataset) as run:
+    strategy = config["strategy"]
+    with store.start_run("profiles", config, experiment=experiment, seed=config["seed"],
+                         dataset=config["dataset"]) as run:
         cached = CachedLLM(backend, store=store, run_id=run.id)
         chunks = {user: builder.chunks(items, strategy, user) for user, items in histories.items() if items}
         calls = sum(len(parts) + (len(parts) > 1 and strategy == "agg_after") for parts in chunks.values())
-        decoding = Decoding(max_tokens=max_tokens, temperature=temperature, seed=seed)
+        decoding = Decoding(max_tokens=config["max_tokens"], temperature=config["temperature"], seed=config["seed"])
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                       transient=True) as bar:
             task = bar.add_task(f"profiling {len(chunks):,} users", total=calls)
@@ -322,10 +335,10 @@ def generate_profiles(dataset: str, llm: str | None = None, *, endpoint: str | N
                          "completion_tokens": writer.completion_tokens, "truncated": writer.truncated,
                          "generation_seconds": writer.seconds,
                          "tokens_per_s": writer.completion_tokens / max(writer.seconds, 1e-9)}, split="profiles")
-        run.log_artifact(path, PROFILES_KIND, meta={"dataset": dataset, "fingerprint": dataset_row.fingerprint,
-                                                    "prompt": prompt, "strategy": strategy, "users": len(profiles),
-                                                    "llm": backend.identity})
-    backend.close()
+        run.log_artifact(path, PROFILES_KIND, meta={"dataset": config["dataset"],
+                                                    "fingerprint": config["dataset_fingerprint"],
+                                                    "prompt": config["prompt"], "strategy": strategy,
+                                                    "users": len(profiles), "llm": backend.identity})
     return GeneratedProfiles(run.id, path, cached=False)
 
 
