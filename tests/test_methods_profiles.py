@@ -5,7 +5,6 @@ inference), end to end through the CLI on a tiny chat model and the walk dataset
 import json
 import math
 import re
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,7 +18,6 @@ from seqrec.cli import app
 from seqrec.data.prepare import load_dataset
 from seqrec.errors import SeqrecError
 from seqrec.llm.backends import CachedLLM, Generation
-from seqrec.methods import profiles as profiles_module
 from seqrec.methods.profiles import (
     ProfileWriter,
     PromptBuilder,
@@ -39,7 +37,8 @@ from seqrec.recsys.runner import train_model
 from seqrec.store import open_store
 
 TITLE = re.compile(r"title: (Item number \d+)")
-FAST = dict(hidden=16, heads=2, layers=2, epochs=3, batch_size=32, lr=1e-2, dropout=0.1, patience=100)
+FAST = {"hidden": 16, "heads": 2, "layers": 2, "epochs": 3, "batch_size": 32, "lr": 1e-2, "dropout": 0.1,
+        "patience": 100}
 
 
 @pytest.fixture(scope="module")
@@ -183,7 +182,7 @@ def test_agg_with_updates_the_profile_with_each_further_part():
 
 # the cache, the run, the artifact ----------------------------------------------------------------------------
 def test_an_interrupted_generation_resumes_from_the_cache_and_a_repeat_costs_nothing(walk, chat_model):
-    options = dict(max_tokens=4, users=12, batch_size=2)  # slices of 8 prompts: the first is cached when killed
+    options = {"max_tokens": 4, "users": 12, "batch_size": 2}  # slices of 8 prompts: the first is cached when killed
     with killed_on_call(CachedLLM, "generate", call=2), pytest.raises(KeyboardInterrupt):
         generate_profiles("walk", str(chat_model), **options)
     store = open_store()
@@ -200,9 +199,10 @@ def test_an_interrupted_generation_resumes_from_the_cache_and_a_repeat_costs_not
     assert show_profile(f"run:{first.run_id}", 3) == profiles[3]
 
 
-def test_an_endpoint_that_fails_midway_stops_the_run_and_keeps_what_was_generated(walk):
+def test_an_endpoint_that_fails_midway_stops_the_run_and_keeps_what_was_generated(walk, chat_model):
     with scripted_server([("ok", "a profile")] * 5 + [("status", 400)]) as server:
-        options = dict(endpoint=server.url, endpoint_model="m", users=6, batch_size=1, context_length=8192)
+        options = {"endpoint": server.url, "endpoint_model": "m", "users": 6, "batch_size": 1, "context_length": 8192,
+                   "tokenizer": str(chat_model)}  # the served model's tokenizer fits the prompts
         with pytest.raises(SeqrecError, match="profile generation failed for user .* run the same command again"):
             generate_profiles("walk", **options)
         store = open_store()
@@ -210,6 +210,7 @@ def test_an_endpoint_that_fails_midway_stops_the_run_and_keeps_what_was_generate
         assert not list(store.run_dir(store.list_runs(kind="profiles")[0].id).glob("profiles.json"))
         result = generate_profiles("walk", **options)
     assert store.final_metrics(result.run_id)["llm"]["llm_cache_hits"] == 5
+    assert open_store().get_run(result.run_id).config["tokens_counted_by"] == f"tokenizer:{chat_model}"
     texts = sorted(load_profiles(result.run_id).values())
     assert texts == ["a profile"] * 5 + ["ok"]  # the failed request, sent again, got the server's default answer
 

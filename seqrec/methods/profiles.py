@@ -121,9 +121,9 @@ class PromptBuilder:
         """The history cut by halving until each part fits; under agg_with a part must fit the update prompt
         beside a previous profile of up to max_tokens."""
         if strategy == "agg_after":
-            fits = lambda part: self.fits(self.messages("profile", part))  # noqa: E731
+            fits = lambda part: self.fits(self.messages("profile", part))
         else:
-            fits = lambda part: self.fits(self.messages("update", part, previous=""),  # noqa: E731
+            fits = lambda part: self.fits(self.messages("update", part, previous=""),
                                           reserve=self.max_tokens + MARGIN_TOKENS)
         return halve_until_fit(items, fits, lambda: SeqrecError(
             f"user {user}: one interaction alone does not fit a {self.context_length}-token context with "
@@ -466,7 +466,7 @@ def embed_profiles(profiles: int | str, encoder: str = "e5-large", *, reduce: st
             if Path(found.path).exists():
                 return EmbeddedProfiles(earlier.id, Path(found.path), cached=True, note=note)
 
-    training_users = set(int(user) for user in data.train["user"])
+    training_users = {int(user) for user in data.train["user"]}
     strangers = sorted(set(texts_by_user) - training_users)
     if strangers:
         raise SeqrecError(f"profiles of run {profiles_run.id} name users that are not training users of "

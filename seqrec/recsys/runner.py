@@ -25,6 +25,7 @@ from seqrec.training.loop import fit
 from seqrec.training.options import build, check
 from seqrec.training.run import training_run
 
+
 def metric_names(protocol: str) -> tuple[str, ...]:
     return FULL_METRICS if parse_protocol(protocol) is None else SAMPLED_METRICS
 
