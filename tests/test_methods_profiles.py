@@ -110,6 +110,24 @@ def test_a_prompt_shows_every_item_field_and_the_users_ratings(tmp_path, chat_mo
     assert "five paragraphs" in text and "movies" in text
 
 
+def test_amazon_items_show_every_field_with_long_text_cut_and_the_products_wording():
+    import pandas as pd
+
+    from seqrec.methods.profiles import FIELD_CHARACTERS, dataset_family, item_fields
+
+    items = pd.DataFrame({"item": [1, 2], "source_id": ["a", "b"], "title": ["Blue Kettle", "Mug"],
+                          "categories": ["Home > Kitchen", ""], "description": ["word " * 200, "A mug."]})
+    fields = item_fields(items)
+    assert [label for label, _ in fields[1]] == ["title", "categories", "description"]
+    assert len(fields[1][2][1]) <= FIELD_CHARACTERS + 4 and fields[1][2][1].endswith(" ...")
+    assert fields[2] == [("title", "Mug"), ("description", "A mug.")]  # an empty field is left out
+    assert dataset_family("amazon2023", items.columns) == "amazon"
+    assert dataset_family("csv", ["item", "title", "genre"]) == "movielens"
+    builder = PromptBuilder("long", "amazon", lambda messages: 0, context_length=100, max_tokens=10)
+    text = builder.messages("profile", [{"fields": fields[1], "rating": None}])[0]["content"]
+    assert "shopping platform" in text and "categories: Home > Kitchen" in text and "| rated" not in text
+
+
 def fits_below(items_allowed: int):
     """A token count under which a profile prompt holds at most ``items_allowed`` items in PromptBuilder(..., 300,
     max_tokens=20): 10 tokens an item, 40 more for an update prompt's profile markers."""
