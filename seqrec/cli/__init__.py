@@ -5,7 +5,7 @@ from typing import Optional
 import typer
 
 from seqrec import __version__
-from seqrec.cli import dashboard, data, db, distill, embed, models, report, run, runs, serve, train
+from seqrec.cli import dashboard, data, db, distill, embed, models, profiles, report, run, runs, serve, train
 from seqrec.cli._app import command_group, console
 
 app = command_group(
@@ -16,6 +16,7 @@ app.add_typer(data.app, name="data")
 app.add_typer(db.app, name="db")
 app.add_typer(models.app, name="models")
 app.add_typer(embed.app, name="embed")
+app.add_typer(profiles.app, name="profiles")
 app.add_typer(runs.app, name="runs")
 app.command("train")(train.train)
 app.command("evaluate")(train.evaluate)

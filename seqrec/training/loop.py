@@ -52,6 +52,8 @@ def fit(model: torch.nn.Module, train_set: Dataset, validate, config: TrainConfi
     ``validate(model, accelerator) -> metrics``; returns the best model and the loop's final state.
 
     ``validate_first`` logs the validation metrics of the untrained model as step 0 (where a fine-tuned LLM starts).
+    A model whose loss follows a schedule over epochs (a distillation term switched off after E epochs) defines
+    ``start_epoch(epoch)``; it is called before each epoch, resumed runs included.
     """
     set_seed(seed)
     checkpoint = run_dir / "checkpoint"
@@ -75,6 +77,8 @@ def fit(model: torch.nn.Module, train_set: Dataset, validate, config: TrainConfi
                             info="")
         for epoch in range(state.epoch, config.epochs):
             loader.set_epoch(epoch)
+            if hasattr(accelerator.unwrap_model(model), "start_epoch"):
+                accelerator.unwrap_model(model).start_epoch(epoch)
             model.train()
             total, batches = torch.zeros((), device=accelerator.device), 0
             for batch in loader:
