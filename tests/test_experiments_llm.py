@@ -90,7 +90,7 @@ def test_a_distill_experiment_needs_a_teacher_and_a_student(tmp_path, tiny_llama
     path = study_file(tmp_path, tiny_qwen2, tiny_llama)
     path.write_text(path.read_text().replace('teacher = "teacher"\n', ""))
     result = runner.invoke(app, ["run", "distilled", "--file", str(path)])
-    assert result.exit_code == 2 and "the distill stage needs a teacher and a student" in result.stderr
+    assert result.exit_code == 2 and "experiments.distilled.teacher: the distill stage needs a teacher" in result.stderr
 
 
 def test_the_study_runs_under_torchrun_with_two_processes(tmp_path, tiny_llama, tiny_qwen2):
@@ -108,3 +108,58 @@ def test_the_study_runs_under_torchrun_with_two_processes(tmp_path, tiny_llama, 
     assert distilled.config["processes"] == 2 and len(trained) == 4
     assert {(run.status, run.config["processes"]) for run in trained} == {("finished", 2)}
     assert "processes" not in store.list_runs(kind="embed")[0].config
+
+
+PAPER_STUDY = """
+[experiments.teacher-csft]
+stage = "llm2rec"
+after = ["movies-data"]
+dataset = "movies"
+model = "teacher"
+params = { step = "csft", epochs = 1, batch_size = 6, lr = 0.003, max_examples = 24, valid_examples = 6 }
+
+[experiments.teacher-ic]
+stage = "llm2rec"
+after = ["teacher-csft"]
+dataset = "movies"
+model = "llm2rec:teacher-csft"
+params = { step = "ic", epochs = 1, batch_size = 6, lr = 0.003, valid_examples = 6 }
+
+[experiments.student-distilled]
+stage = "distill"
+after = ["teacher-ic"]
+dataset = "movies"
+teacher = "llm2rec:teacher-ic"
+student = "student"
+params = { epochs = 1, batch_size = 6, lr = 0.001 }
+
+[experiments.paper]
+stage = "train"
+after = ["teacher-ic", "student-distilled"]
+dataset = "movies"
+params = { model = "sasrec", epochs = 1, hidden = 16, heads = 2, layers = 1 }
+grid = { item_emb = ["llm2rec:teacher-ic", "distill:student-distilled"] }
+"""
+
+
+def test_an_llm2rec_teacher_distilled_into_a_student_feeds_sasrec_in_one_study(tmp_path, tiny_llama, tiny_qwen2):
+    """The first paper's pipeline as one study: csft, then ic on its model, the result as a distill teacher, and
+    SASRec on the ic embeddings and on the student's."""
+    path = study_file(tmp_path, tiny_qwen2, tiny_llama)
+    path.write_text(path.read_text() + PAPER_STUDY)
+    dry = runner.invoke(app, ["run", "paper", "--file", str(path), "--dry-run"])
+    assert dry.exit_code == 0 and "waiting" in dry.stdout, dry.output
+    result = runner.invoke(app, ["run", "paper", "--file", str(path)])
+    assert result.exit_code == 0, result.output
+    store = open_store()
+    (csft,) = store.list_runs(kind="llm2rec", experiment="teacher-csft")
+    (ic,) = store.list_runs(kind="llm2rec", experiment="teacher-ic")
+    (distilled,) = store.list_runs(kind="distill", experiment="student-distilled")
+    assert (csft.config["stage"], ic.config["stage"], ic.config["model"]) == ("csft", "ic", f"run:{csft.id}")
+    assert distilled.config["teacher"] == f"run:{ic.id}"
+    trained = store.list_runs(kind="train", experiment="paper")
+    assert {run.status for run in trained} == {"finished"}
+    assert {run.config["item_emb_source"] for run in trained} == {f"run:{ic.id}", f"run:{distilled.id}"}
+    again = runner.invoke(app, ["run", "paper", "--file", str(path)])
+    assert again.exit_code == 0 and "to do" not in again.stdout
+    assert len(store.list_runs(kind="llm2rec")) == 2 and len(store.list_runs(kind="train")) == 2

@@ -111,13 +111,43 @@ grid = { heads = [3, 2] }
     ('[experiments.bad]\nstage = "train"\ndataset = "walk"\ngrid = { colour = ["red"] }\n',
      "experiments.bad.grid.colour: the train stage does not take 'colour'"),
     ('[experiments.bad]\nstage = "train"\ndataset = "nowhere"\n', "experiments.bad.dataset: unknown dataset 'nowhere'"),
-    ('[experiments.bad]\nstage = "evaluate"\nafter = ["bad"]\nparams = { of = "study" }\n', "a cycle"),
+    ('[experiments.bad]\nstage = "evaluate"\nafter = ["bad"]\nparams = { of = "study" }\n',
+     "experiments.bad.after: a cycle"),
     ('[experiments.bad]\nstage = "train"\ndataset = "walk"\n',
      "experiments.bad.params.model: the train stage needs it"),
+    ('[experiments.bad]\nstage = "trian"\n', "experiments.bad.stage: unknown stage 'trian' (known: distill, embed, "
+                                             "evaluate, llm2rec, prepare, train); did you mean 'train'?"),
+    ('[experiments.bad]\nstage = "train"\nafter = ["walk-data"]\ndataset = "walk"\n'
+     'params = { model = "sasrec", epochs = 0 }\n', "experiments.bad.params.epochs: epochs = 0 is out of range"),
+    ('[experiments.bad]\nstage = "train"\nafter = ["walk-data"]\ndataset = "walk"\n'
+     'params = { model = "sasrec" }\ngrid = { dropout = [0.1, 1.5] }\n',
+     "experiments.bad.grid.dropout: dropout = 1.5 is out of range"),
+    ('[experiments.bad]\nstage = "train"\nafter = ["walk-data"]\ndataset = "walk"\nparams = { model = "sasrek" }\n',
+     "experiments.bad.params.model: 'sasrek' is not one of sasrec"),
+    ('[models.m]\nalias = "m"\n[experiments.bad]\nstage = "llm2rec"\nafter = ["walk-data"]\ndataset = "walk"\n'
+     'model = "m"\nparams = { step = "csft", lora = 8 }\n',
+     "experiments.bad.params.lora: the llm2rec stage does not take 'lora'"),
+    ('[models.m]\nalias = "m"\n[experiments.bad]\nstage = "llm2rec"\nafter = ["walk-data"]\ndataset = "walk"\n'
+     'model = "m"\nparams = { step = "iem" }\n', "experiments.bad.params.step: 'iem' is not one of csft, mntp, ic"),
+    ('[experiments.bad]\nstage = "train"\nafter = ["walk-data"]\ndataset = "walk"\n'
+     'params = { model = "sasrec", item_emb = "embed:study" }\n',
+     "experiments.bad.params.item_emb: 'embed:study': 'study' is not an experiment with stage = 'embed'"),
+    ('[experiments.bad]\nstage = "train"\nafter = ["walk-data"]\ndataset = "walk"\n'
+     'params = { model = "sasrec", item_emb = "evaluate:study-noise" }\n',
+     "experiments.bad.params.item_emb: 'evaluate:study-noise': evaluate runs make no item-embeddings"),
+    ('[models.m]\nalias = "m"\n[experiments.early]\nstage = "embed"\ndataset = "walk"\nmodel = "m"\n'
+     '[experiments.bad]\nstage = "train"\nafter = ["walk-data"]\ndataset = "walk"\n'
+     'params = { model = "sasrec", item_emb = "embed:early" }\n',
+     "experiments.bad.params.item_emb: 'embed:early': 'early' must run first; add it to experiments.bad.after"),
+    ('[experiments.bad]\nstage = "evaluate"\nafter = ["walk-data"]\nparams = { of = "walk-data" }\n',
+     "experiments.bad.params.of: 'walk-data' is not a train experiment of this file"),
 ])
-def test_bad_experiments_are_one_line_and_exit_2(tmp_path, extra, message):
-    result = run("bad", "--file", experiments_file(tmp_path, extra))
-    assert result.exit_code == 2 and message in result.stderr
+def test_bad_experiments_are_one_line_exit_2_and_write_nothing(tmp_path, extra, message):
+    """Checked before anything runs: the dataset the experiment runs after is not prepared either."""
+    path = experiments_file(tmp_path, extra)
+    result = run("bad", "--file", path)
+    assert result.exit_code == 2 and f"{path}: {message}" in result.stderr.replace("\n", "")
+    assert open_store().get_dataset("walk") is None and open_store().list_runs() == []
 
 
 def test_unknown_experiment_and_syntax_errors(tmp_path):
@@ -129,6 +159,7 @@ def test_unknown_experiment_and_syntax_errors(tmp_path):
 
 
 def test_the_shipped_experiments_file_is_valid(project_root):
-    result = run("main-3seeds-noise", "--file", project_root / "experiments.toml", "--dry-run")
-    assert result.exit_code == 0, result.output
+    for study in ("main-3seeds-noise", "llm2rec-pipeline"):
+        result = run(study, "--file", project_root / "experiments.toml", "--dry-run")
+        assert result.exit_code == 0, result.output
     assert '"ExperimentsFile"' in runner.invoke(app, ["run", "--schema"]).stdout

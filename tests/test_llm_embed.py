@@ -95,8 +95,8 @@ def test_a_dataset_without_titles_is_refused(tiny_llama):
 
 
 def test_bad_options_are_refused_before_any_work(tiny_llama, movies):
-    for options, message in (({"pooling": "max"}, "unknown pooling"), ({"attention": "sideways"}, "unknown attention"),
-                             ({"batch_size": 0}, "--batch-size")):
+    for options, message in (({"pooling": "max"}, "pooling must be one of"), ({"attention": "sideways"}, "attention must be one of"),
+                             ({"batch_size": 0}, "batch_size = 0 is out of range")):
         with pytest.raises(SeqrecError, match=message):
             embed_items(str(tiny_llama), movies, **options)
     with pytest.raises(SeqrecError, match="no dataset named 'nope'"):

@@ -115,7 +115,7 @@ def test_cli_bad_input_is_one_line_and_exit_2(movies):
     assert result.exit_code == 2
     assert "did you mean gemma3-270m" in result.output and "Traceback" not in result.output
     result = CliRunner().invoke(cli(), ["embed", "items", "--model", "tiny", "--dataset", movies, "--pooling", "max"])
-    assert result.exit_code == 2 and "unknown pooling 'max'" in result.output
+    assert result.exit_code == 2 and "pooling must be one of mean, last, eos, got 'max'" in result.output
 
 
 def test_pulling_an_alias_again_replaces_its_folder(tiny_llama):

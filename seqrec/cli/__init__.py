@@ -5,7 +5,7 @@ from typing import Optional
 import typer
 
 from seqrec import __version__
-from seqrec.cli import dashboard, data, db, delrec, distill, embed, models, report, run, runs, train
+from seqrec.cli import dashboard, data, db, delrec, distill, embed, models, profiles, report, run, runs, serve, train
 from seqrec.cli._app import command_group, console
 
 app = command_group(
@@ -16,6 +16,7 @@ app.add_typer(data.app, name="data")
 app.add_typer(db.app, name="db")
 app.add_typer(models.app, name="models")
 app.add_typer(embed.app, name="embed")
+app.add_typer(profiles.app, name="profiles")
 app.add_typer(runs.app, name="runs")
 app.add_typer(delrec.app, name="delrec")
 app.command("train")(train.train)
@@ -24,6 +25,7 @@ app.command("run")(run.run)
 app.command("report")(report.report)
 app.command("dashboard")(dashboard.dashboard)
 app.command("distill")(distill.distill)
+app.command("serve")(serve.serve)
 
 
 def show_version(value: bool) -> None:

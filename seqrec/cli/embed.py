@@ -5,30 +5,23 @@ from typing import Optional
 import typer
 
 from seqrec.cli._app import command_group, console
-from seqrec.llm.configs import LLM2RecConfig, LLM2RecTraining
+from seqrec.llm.configs import EmbedConfig, LLM2RecConfig, LLM2RecTraining
 from seqrec.training.options import cli_options
 
 app = command_group("Item embeddings from text encoders and LLMs.")
 
 
 @app.command()
+@cli_options(EmbedConfig)
 def items(
     model: str = typer.Option(..., help="A registry alias, a pulled model, a Hugging Face id or a local folder."),
     dataset: str = typer.Option(..., help="A prepared dataset (see `seqrec data list`)."),
-    pooling: str = typer.Option("mean", help="mean, last (last token) or eos (an appended eos token)."),
-    attention: Optional[str] = typer.Option(None, help="causal or bidirectional (Llama/Qwen2 decoders, as in "
-                                            "LLM2Vec); default: causal for decoders, bidirectional for encoders."),
-    template: Optional[str] = typer.Option(None, help="Item text: a Jinja string such as '{{ title }}, "
-                                           "{{ categories }}', a template file or a shipped name \\[title]."),
-    batch_size: int = typer.Option(64, help="Texts per forward pass (sorted by length, padded per batch)."),
-    max_length: int = typer.Option(64, help="Longest text in tokens; longer ones are truncated."),
-    bf16: bool = typer.Option(False, "--bf16", help="Run in bfloat16 (CPUs with AVX512-BF16/AMX, recent GPUs)."),
+    **options,
 ) -> None:
     """Embed every item's text; an identical earlier request is reused, not recomputed."""
     from seqrec.llm.embed import embed_items
 
-    result = embed_items(model, dataset, pooling=pooling, attention=attention, template=template,
-                         batch_size=batch_size, max_length=max_length, bf16=bf16)
+    result = embed_items(model, dataset, **options)
     state = "reused from" if result.cached else "written by"
     console.print(f"item embeddings {result.path} ({state} run {result.run_id}); train on them with "
                   f"`seqrec train sasrec --dataset {dataset} --item-emb run:{result.run_id}`", highlight=False,

@@ -27,7 +27,7 @@ from seqrec.errors import SeqrecError
 from seqrec.settings import get_settings
 from seqrec.store import Dataset, file_digest, open_store
 
-FORMAT_VERSION = 2  # bump when the same inputs and options would give different files
+FORMAT_VERSION = 3  # bump when the same inputs and options would give different files
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")  # a dataset name is also its folder name
 
 

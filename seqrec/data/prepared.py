@@ -5,7 +5,8 @@ A prepared dataset is a folder of Parquet files in ``$SEQREC_HOME/data/<name>/``
 - ``items.parquet``: ``item`` (int, 1..N; 0 is padding and never appears), ``source_id`` (str, the id in the
   raw data), ``title`` (str), plus optional text attributes (``categories``, ``description``, ...).
 - ``train.parquet``: ``user`` (int, 1..U), ``items`` (list<int>, the user's training interactions in
-  chronological order, *not* truncated; consumers cut windows of ``max_len`` themselves).
+  chronological order, *not* truncated; consumers cut windows of ``max_len`` themselves), ``ratings``
+  (list<float>, each training interaction's rating, NaN where the source has none; format 3 on).
 - ``valid.parquet`` / ``test.parquet``: ``user``, ``history`` (list<int>, chronological, the last
   ``max_len`` items before the target), ``target`` (int). One row per evaluation example.
 - ``meta.json``: name, source, options, stats and fingerprint (the same as the dataset row in the store).

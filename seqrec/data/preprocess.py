@@ -99,7 +99,7 @@ def dense(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 @dataclass
 class Cleaned:
-    interactions: pd.DataFrame  # user, item (dense ids), timestamp: sorted by user, then chronologically
+    interactions: pd.DataFrame  # user, item (dense ids), timestamp, rating (NaN if unrated): by user, then in time
     items: pd.DataFrame  # item, source_id, title, attributes
     dropped: dict[str, int]  # rows removed, by reason
     placeholder_titles: int  # items that got a placeholder title
@@ -147,7 +147,9 @@ def preprocess(raw: Raw, options: PrepareOptions) -> Cleaned:
     title[placeholder] = [PLACEHOLDER_TITLE.format(source_id=source_id) for source_id in source_ids[placeholder]]
     table = pd.DataFrame({"item": np.arange(1, len(kept_items) + 1), "source_id": source_ids, "title": title})
     table = table.join(item_attributes(raw.items, source_ids))
-    interactions = pd.DataFrame({"user": user_ids, "item": item_ids, "timestamp": times[order]})
+    ratings = frame["rating"].to_numpy(np.float32)
+    interactions = pd.DataFrame({"user": user_ids, "item": item_ids, "timestamp": times[order],
+                                 "rating": ratings[order]})
     return Cleaned(interactions, table, dropped, int(placeholder.sum()))
 
 

@@ -37,6 +37,7 @@ def ratio_cuts(n: int, ratio: tuple[float, float, float]) -> tuple[int, int]:
 def split(interactions: pd.DataFrame, options: PrepareOptions) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     users = np.unique(interactions["user"].to_numpy())
     sequences = per_user(interactions, "item")
+    ratings = per_user(interactions, "rating")
     train, valid, test = [], [], []
 
     def examples(into: list, user: int, items: np.ndarray, start: int, end: int) -> None:
@@ -44,21 +45,21 @@ def split(interactions: pd.DataFrame, options: PrepareOptions) -> tuple[pd.DataF
 
     if options.split == "global-time":
         cutoff = np.quantile(interactions["timestamp"].to_numpy(), options.time_quantile)
-        for user, items, times in zip(users, sequences, per_user(interactions, "timestamp")):
+        for user, items, rated, times in zip(users, sequences, ratings, per_user(interactions, "timestamp")):
             before = int(np.searchsorted(times, cutoff, side="left"))  # times are sorted within a user
             if before >= 2:
-                train.append((user, items[:before - 1].tolist()))
+                train.append((user, items[:before - 1].tolist(), rated[:before - 1].tolist()))
                 examples(valid, user, items, before - 1, before)
             if 0 < before < len(items):
                 examples(test, user, items, before, before + 1)
     else:
-        for user, items in zip(users, sequences):
+        for user, items, rated in zip(users, sequences, ratings):
             n = len(items)
             end_train, end_valid = (n - 2, n - 1) if options.split == "loo" else ratio_cuts(n, options.split_ratio)
             if end_train < 1:
                 continue
-            train.append((user, items[:end_train].tolist()))
+            train.append((user, items[:end_train].tolist(), rated[:end_train].tolist()))
             examples(valid, user, items, end_train, end_valid)
             examples(test, user, items, end_valid, n)
-    return (pd.DataFrame(train, columns=["user", "items"]), pd.DataFrame(valid, columns=EXAMPLE_COLUMNS),
+    return (pd.DataFrame(train, columns=["user", "items", "ratings"]), pd.DataFrame(valid, columns=EXAMPLE_COLUMNS),
             pd.DataFrame(test, columns=EXAMPLE_COLUMNS))

@@ -1,7 +1,8 @@
 """experiments.toml: named datasets, models, endpoints and prompts, and the experiments that refer to them.
 
-The structure is validated strictly (unknown keys are errors naming their key path); a stage's parameters are
-validated against the stage's own function signature when the experiment is planned (see ``stages.py``).
+The structure is validated strictly (unknown keys are errors naming their key path) and stage names against the
+registry of stages; a stage's parameters are validated against what the stage declares when the experiment is
+planned (see ``seqrec/experiments/stages/``).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from seqrec.errors import SeqrecError
+from seqrec.llm.backends.openai_api import ENDPOINT_DEFAULTS
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -21,7 +23,9 @@ else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
 Scalar = str | int | float | bool
-StageName = Literal["prepare", "train", "embed", "distill", "evaluate"]
+
+
+MODEL_REFERENCE = "A [models] entry, or an earlier experiment's trained model: \"<stage>:<experiment>\"."
 
 
 class Strict(BaseModel):
@@ -48,6 +52,12 @@ class EndpointSpec(Strict):
     base_url: str
     model: str
     api_key_env: str | None = None
+    max_concurrency: int = Field(ENDPOINT_DEFAULTS["max_concurrency"], ge=1, description="Requests in flight at once.")
+    timeout: float = Field(ENDPOINT_DEFAULTS["timeout"], gt=0, description="Seconds to wait for one answer.")
+    max_retries: int = Field(ENDPOINT_DEFAULTS["max_retries"], ge=0,
+                             description="Retries of a timed-out, rate-limited or failed request.")
+    capabilities: dict[Literal["generate", "score", "chat"], bool] = Field(
+        default_factory=dict, description="Overrides of what the endpoint is detected to support.")
     options: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -59,14 +69,14 @@ class PromptSpec(Strict):
 class ExperimentSpec(Strict):
     """One study: a stage run over seeds and over a grid (cartesian) and/or zip (paired) of parameters."""
 
-    stage: StageName | None = None
+    stage: str | None = Field(None, description="A registered stage (see `seqrec run --schema`).")
     description: str = ""
     extends: str | None = None
     after: list[str] = Field(default_factory=list, description="Experiments that must run first.")
     dataset: str | None = None
-    model: str | None = None
-    teacher: str | None = None
-    student: str | None = None
+    model: str | None = Field(None, description=MODEL_REFERENCE)
+    teacher: str | None = Field(None, description=MODEL_REFERENCE)
+    student: str | None = Field(None, description=MODEL_REFERENCE)
     endpoint: str | None = None
     prompt: str | None = None
     seeds: list[int] = Field(default_factory=lambda: [0])
@@ -137,16 +147,21 @@ def resolve_extends(spec: ExperimentsFile, path: Path) -> None:
 
 
 def check_references(spec: ExperimentsFile, path: Path) -> None:
+    from seqrec.experiments.stages import is_reference, stage_named, stage_names
+
     for name, experiment in spec.experiments.items():
+        where = f"{path}: experiments.{name}.stage"
         if experiment.stage is None:
-            raise SeqrecError(f"{path}: experiments.{name}.stage: missing (one of prepare, train, embed, distill, "
-                              "evaluate)")
+            raise SeqrecError(f"{where}: missing (one of {', '.join(stage_names())})")
+        stage_named(experiment.stage, where)
         for field_name, table in REFERENCES.items():
             target = getattr(experiment, field_name)
-            if target is not None and target not in getattr(spec, table):
-                known = ", ".join(getattr(spec, table)) or "none declared"
-                raise SeqrecError(f"{path}: experiments.{name}.{field_name}: unknown {table[:-1]} {target!r} "
-                                  f"(declared: {known})")
+            if target is None or target in getattr(spec, table) or (table == "models" and is_reference(target)):
+                continue
+            known = ", ".join(getattr(spec, table)) or "none declared"
+            also = ' or "<stage>:<experiment>"' if table == "models" else ""
+            raise SeqrecError(f"{path}: experiments.{name}.{field_name}: unknown {table[:-1]} {target!r} "
+                              f"(declared: {known}){also}")
         for other in experiment.after:
             if other not in spec.experiments:
                 raise SeqrecError(f"{path}: experiments.{name}.after: unknown experiment {other!r}")
@@ -154,4 +169,8 @@ def check_references(spec: ExperimentsFile, path: Path) -> None:
 
 def json_schema() -> str:
     """The JSON Schema of experiments.toml, for editors (e.g. Taplo / Even Better TOML)."""
-    return json.dumps(ExperimentsFile.model_json_schema(), indent=2)
+    from seqrec.experiments.stages import stage_names
+
+    schema = ExperimentsFile.model_json_schema()
+    schema["$defs"]["ExperimentSpec"]["properties"]["stage"]["anyOf"][0]["enum"] = stage_names()
+    return json.dumps(schema, indent=2)

@@ -9,8 +9,8 @@ encoder without touching its weights.
 from __future__ import annotations
 
 from seqrec.errors import SeqrecError
+from seqrec.llm.configs import ATTENTIONS
 
-ATTENTIONS = ("causal", "bidirectional")
 BIDIRECTIONAL_FAMILIES = ("llama", "qwen2", "mistral")
 
 

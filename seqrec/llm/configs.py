@@ -15,6 +15,20 @@ ATTENTIONS = ("causal", "bidirectional")
 
 
 @dataclass
+class EmbedConfig:
+    """Item embeddings from a text encoder or an LLM (`seqrec embed items`)."""
+
+    pooling: str = option("mean", "mean, last (last token) or eos (an appended eos token).", choices=POOLINGS)
+    attention: str | None = option(None, "causal or bidirectional (Llama/Qwen2 decoders, as in LLM2Vec); none: causal "
+                                   "for decoders, bidirectional for encoders.", choices=ATTENTIONS)
+    template: str | None = option(None, "Item text: a Jinja string such as '{{ title }}, {{ categories }}', a "
+                                  "template file or a shipped name; none: the title.")
+    batch_size: int = option(64, "Texts per forward pass (sorted by length, padded per batch).", low=1, high=1 << 16)
+    max_length: int = option(64, "Longest text in tokens; longer ones are truncated.", low=2, high=1 << 16)
+    bf16: bool = option(False, "Run in bfloat16 (CPUs with AVX512-BF16/AMX, recent GPUs).")
+
+
+@dataclass
 class DistillConfig:
     """Embedder distillation: the objective and the student."""
 

@@ -8,6 +8,7 @@ same embedding twice finds the finished run and computes once.
 
 from __future__ import annotations
 
+import json
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,12 +19,12 @@ import numpy as np
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from seqrec.errors import SeqrecError
-from seqrec.llm.attention import ATTENTIONS
+from seqrec.llm.configs import POOLINGS, EmbedConfig
 from seqrec.llm.prompts import template_environment
 from seqrec.resources import resource_dir
 from seqrec.store import config_hash, open_store
+from seqrec.training.options import check
 
-POOLINGS = ("mean", "last", "eos")
 ARTIFACT_KIND = "item-embeddings"
 
 
@@ -127,7 +128,9 @@ def pool(hidden, mask, lengths, pooling: str):
 
 
 def is_decoder(config) -> bool:
-    return any(name.endswith("ForCausalLM") for name in config.architectures or [])
+    """A model config, or a folder's config.json as a dict, that names a causal-LM architecture."""
+    architectures = config.get("architectures") if isinstance(config, dict) else config.architectures
+    return any(name.endswith("ForCausalLM") for name in architectures or [])
 
 
 def bf16_supported() -> bool:
@@ -163,6 +166,52 @@ def pad_token_id(tokenizer) -> int:
 
 
 # the cached, tracked embedding -------------------------------------------------------------------------------
+def check_embedding_options(**options) -> None:
+    """Refuse a choice or a number outside what ``EmbedConfig`` declares."""
+    check(options, [EmbedConfig], "embed items")
+
+
+def resolve_embedding(model: str, dataset: str, pooling: str, attention: str | None, template: str | None,
+                      max_length: int, bf16: bool):
+    """(config, model record, compiled template): everything an embedding is identified by, found without
+    loading the model or the dataset."""
+    from seqrec.data.prepare import get_dataset
+    from seqrec.llm.registry import model_record
+
+    check_embedding_options(pooling=pooling, attention=attention, max_length=max_length)
+    if bf16 and not bf16_supported():
+        raise SeqrecError("--bf16 needs a CPU with AVX512-BF16/AMX or a GPU with bf16; this machine has neither")
+    compiled, template_source = compile_template(template) if template else (None, None)
+    dataset_row = get_dataset(dataset)
+    record = model_record(model)
+    # config.json read directly: importing transformers would cost a cached request seconds
+    decoder = is_decoder(json.loads(Path(record.path, "config.json").read_text()))
+    if not decoder and attention == "causal":
+        raise SeqrecError(f"{model} is an encoder: its attention is always bidirectional")
+    config = {"model": record.alias, "model_sha256": record.sha256, "model_revision": record.revision,
+              "dataset": dataset, "dataset_fingerprint": dataset_row.fingerprint, "template": template_source,
+              "pooling": pooling, "attention": attention or ("causal" if decoder else "bidirectional"),
+              "max_length": max_length, "dtype": "bfloat16" if bf16 else "float32"}
+    return config, record, compiled
+
+
+def embedding_config(model: str, dataset: str, *, pooling: str = "mean", attention: str | None = None,
+                     template: str | None = None, max_length: int = 64, bf16: bool = False) -> dict:
+    """The fully resolved config of an embedding: its identity, hashed and looked up in the store."""
+    return resolve_embedding(model, dataset, pooling, attention, template, max_length, bf16)[0]
+
+
+def finished_embedding(config: dict) -> EmbeddedItems | None:
+    """The finished embed run with this config whose matrix is still on disk."""
+    store = open_store()
+    earlier = store.find_run(config_hash(config), kind="embed")
+    if earlier is not None:
+        for artifact in reversed(store.artifacts(earlier.id, kind=ARTIFACT_KIND)):
+            if Path(artifact.path).exists():
+                return EmbeddedItems(earlier.id, Path(artifact.path), cached=True)
+    return None
+
+
 def embed_items(model: str, dataset: str, *, pooling: str = "mean", attention: str | None = None,
                 template: str | None = None, batch_size: int = 64, max_length: int = 64,
                 bf16: bool = False) -> EmbeddedItems:
@@ -171,37 +220,16 @@ def embed_items(model: str, dataset: str, *, pooling: str = "mean", attention: s
     ``attention`` defaults to causal for decoder LLMs (bidirectional turns them into LLM2Vec-style encoders) and
     is always bidirectional for encoders (BERT, e5, MiniLM, T5's encoder).
     """
-    from transformers import AutoConfig
+    from seqrec.data.prepare import load_dataset
 
-    from seqrec.data.prepare import get_dataset, load_dataset
-    from seqrec.llm.registry import model_record
+    check_embedding_options(batch_size=batch_size)
+    config, record, compiled = resolve_embedding(model, dataset, pooling, attention, template, max_length, bf16)
+    cached = finished_embedding(config)
+    if cached is not None:
+        return cached
 
-    if pooling not in POOLINGS:
-        raise SeqrecError(f"unknown pooling {pooling!r}; choose one of {', '.join(POOLINGS)}")
-    if attention is not None and attention not in ATTENTIONS:
-        raise SeqrecError(f"unknown attention {attention!r}; choose one of {', '.join(ATTENTIONS)}")
-    if batch_size < 1 or max_length < 2:
-        raise SeqrecError("--batch-size must be at least 1 and --max-length at least 2")
-    if bf16 and not bf16_supported():
-        raise SeqrecError("--bf16 needs a CPU with AVX512-BF16/AMX or a GPU with bf16; this machine has neither")
-    compiled, template_source = compile_template(template) if template else (None, None)
-    data, dataset_row = load_dataset(dataset), get_dataset(dataset)
-    texts = item_texts(data, compiled)
-    record = model_record(model)
-    decoder = is_decoder(AutoConfig.from_pretrained(record.path))
-    if not decoder and attention == "causal":
-        raise SeqrecError(f"{model} is an encoder: its attention is always bidirectional")
-    config = {"model": record.alias, "model_sha256": record.sha256, "model_revision": record.revision,
-              "dataset": dataset, "dataset_fingerprint": dataset_row.fingerprint, "template": template_source,
-              "pooling": pooling, "attention": attention or ("causal" if decoder else "bidirectional"),
-              "max_length": max_length, "dtype": "bfloat16" if bf16 else "float32"}
+    texts = item_texts(load_dataset(dataset), compiled)
     store = open_store()
-    earlier = store.find_run(config_hash(config), kind="embed")
-    if earlier is not None:
-        for artifact in reversed(store.artifacts(earlier.id, kind=ARTIFACT_KIND)):
-            if Path(artifact.path).exists():
-                return EmbeddedItems(earlier.id, Path(artifact.path), cached=True)
-
     with store.start_run("embed", config, dataset=dataset) as run:
         encoder, tokenizer = prepare_encoder(record.path, config["attention"], bf16)
         token_ids = tokenize(tokenizer, texts, pooling, max_length)

@@ -5,15 +5,24 @@ from __future__ import annotations
 from pathlib import Path
 
 import jinja2
+from jinja2.sandbox import SandboxedEnvironment
 
 from seqrec.errors import SeqrecError
 from seqrec.resources import resource_dir
 
 
+def one_line(value):
+    """Item text is data: a title's line breaks become spaces, so it cannot start a line of the prompt's own
+    structure (a fake candidate, a fake answer); template syntax inside it is never evaluated anyway."""
+    return " ".join(value.splitlines()) if isinstance(value, str) else value
+
+
 def template_environment(folder: Path | None = None) -> jinja2.Environment:
-    """StrictUndefined: a prompt with a missing variable is an error, never a silently blank line."""
-    return jinja2.Environment(loader=jinja2.FileSystemLoader(str(folder or resource_dir("templates"))),
-                              undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False)
+    """Sandboxed, since user templates are files from anywhere; StrictUndefined, so that a missing variable is an
+    error, never a silently blank line."""
+    return SandboxedEnvironment(loader=jinja2.FileSystemLoader(str(folder or resource_dir("templates"))),
+                                undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False,
+                                finalize=one_line)
 
 
 def render_prompt(template: str | Path, **variables) -> str:
@@ -32,3 +41,5 @@ def render_prompt(template: str | Path, **variables) -> str:
         raise SeqrecError(f"prompt template {template}: {exc.message}") from None
     except jinja2.TemplateSyntaxError as exc:
         raise SeqrecError(f"prompt template {exc.filename or template}, line {exc.lineno}: {exc.message}") from None
+    except jinja2.exceptions.SecurityError as exc:
+        raise SeqrecError(f"prompt template {template}: refused by the sandbox: {exc}") from None

@@ -286,6 +286,14 @@ def model_record(name: str) -> ModelRecord:
     return ModelRecord(alias=row.alias, path=row.path, sha256=row.sha256, revision=row.revision)
 
 
+def is_available(name: str) -> bool:
+    """Whether ``model_record(name)`` answers from the store or the disk, without pulling anything."""
+    if name.startswith(RUN_PREFIX) or Path(name).is_dir():
+        return True
+    row = open_store().get_model(name)
+    return row is not None and Path(row.path, "config.json").exists()
+
+
 def load_model(name: str, model_class=None):
     """(model, tokenizer, record) in eval mode; ``model_class`` defaults to ``AutoModel`` (hidden states only)."""
     from transformers import AutoModel, AutoTokenizer

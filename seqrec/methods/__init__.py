@@ -1,0 +1,1 @@
+"""The published methods, composed from the layers below: one module each."""

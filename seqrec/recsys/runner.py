@@ -13,7 +13,9 @@ from seqrec.data.batches import next_item_examples, sequence_examples
 from seqrec.data.noise import parse_noise
 from seqrec.data.prepare import get_dataset, load_dataset
 from seqrec.errors import SeqrecError
+from seqrec.recsys.configs import ProfileConfig
 from seqrec.recsys.evaluate import Evaluator, parse_protocol
+from seqrec.recsys.guide import ProfileGuided, embeddings_artifact, guide_identity, with_profile_guide
 from seqrec.recsys.metrics import FULL_METRICS, SAMPLED_METRICS
 from seqrec.recsys.models import RECOMMENDERS
 from seqrec.store import Artifact, file_digest, open_store
@@ -22,6 +24,7 @@ from seqrec.training.config import TrainConfig
 from seqrec.training.loop import fit
 from seqrec.training.options import build, check
 from seqrec.training.run import training_run
+
 
 def metric_names(protocol: str) -> tuple[str, ...]:
     return FULL_METRICS if parse_protocol(protocol) is None else SAMPLED_METRICS
@@ -41,7 +44,7 @@ def resolve_recommender(model_name: str, max_len: int, protocol: str, hyper: dic
     if "objective" in hyper and model_name == "bert4rec":
         raise SeqrecError("bert4rec trains by predicting masked items; --objective applies to sasrec, gru4rec "
                           "and caser")
-    check(hyper, [model_config_class, TrainConfig], model_name)
+    check(hyper, [model_config_class, TrainConfig, ProfileConfig], model_name)
     model_config = build(model_config_class, {**hyper, "max_len": max_len})
     train_config = build(TrainConfig, hyper)
     if getattr(model_config, "heads", None) and model_config.hidden % model_config.heads:
@@ -105,11 +108,13 @@ def train_config(model: str, dataset: str, seed: int, item_emb: str | None = Non
     dataset_row = get_dataset(dataset)
     max_len, num_items = dataset_row.options["max_len"], dataset_row.stats["items"]
     _, model_config, trainer_config = resolve_recommender(model, max_len, eval, hyper)
+    guide = guide_identity(model, build(ProfileConfig, hyper), model_config, trainer_config, dataset_row.fingerprint,
+                           dataset_row.stats["users"])
     return {"model": model, "dataset": dataset, "dataset_fingerprint": dataset_row.fingerprint, "seed": seed,
             "eval": eval, "noise": noise, "mask_seen": mask_seen, "num_items": num_items,
             "item_emb_source": item_emb, **item_embeddings(item_emb, num_items)[2],
             "hyper": dict(sorted(hyper.items())),
-            **dataclasses.asdict(model_config), **dataclasses.asdict(trainer_config)}
+            **dataclasses.asdict(model_config), **dataclasses.asdict(trainer_config), **guide}
 
 
 def train_model(model: str, dataset: str | None, seeds: list[int] = (0,), item_emb: str | None = None,
@@ -131,19 +136,45 @@ def train_one(config: dict, experiment: str | None, resume: int | None) -> int |
                                                               config["hyper"])
     frozen, artifact, _ = item_embeddings(config["item_emb_source"], data.num_items)
     seed = config["seed"]
+    profile_config = build(ProfileConfig, config["hyper"])
+    inputs = [artifact] if artifact else []
+    if profile_config.profiles is not None:
+        inputs.append(embeddings_artifact(profile_config.profiles))
     with training_run("train", config, seed=seed, dataset=data.name, experiment=experiment,
-                      inputs=[artifact] if artifact else [], resume=resume, grad_accum=trainer_config.grad_accum,
+                      inputs=inputs, resume=resume, grad_accum=trainer_config.grad_accum,
                       mixed_precision=trainer_config.mixed_precision) as job:
         evaluators = {split: Evaluator(data, split, protocol=config["eval"], seed=seed,
                                        mask_seen_items=config["mask_seen"],
                                        noise=config["noise"] if split == "test" else None,
                                        data_folder=Path(dataset_row.path)) for split in ("valid", "test")}
         model = model_class(data.num_items, model_config, frozen, num_users=int(data.train["user"].max()))
-        model, state = fit(model, training_examples(data, model_config), evaluators["valid"].evaluate,
-                           trainer_config, job.accelerator, job.dir, seed, resume=resume is not None)
+        trained, profile_counts = with_profile_guide(model, profile_config, data, dataset_row.fingerprint, seed)
+        if profile_counts:
+            job.accelerator.log(profile_counts, log_kwargs={"seqrec": {"split": "profiles"}})
+        last_epoch: dict = {}  # the weights of the latest validation: the last epoch trained
+
+        def validate(model, accelerator):
+            if profile_config.report_last_epoch:
+                last_epoch.update({key: value.detach().clone()
+                                   for key, value in accelerator.unwrap_model(model).state_dict().items()})
+            return evaluators["valid"].evaluate(model, accelerator)
+
+        trained, state = fit(trained, training_examples(data, model_config), validate, trainer_config,
+                             job.accelerator, job.dir, seed, resume=resume is not None)
+        model = trained.recommender if isinstance(trained, ProfileGuided) else trained
+        if last_epoch:
+            best = {key: value.clone() for key, value in trained.state_dict().items()}
+            trained.load_state_dict(last_epoch)
+            job.accelerator.log(evaluators["test"].evaluate(model, job.accelerator), step=state.epoch,
+                                log_kwargs={"seqrec": {"split": "test_last"}})
+            trained.load_state_dict(best)
         metrics = evaluators["test"].evaluate(model, job.accelerator)
         job.accelerator.log(metrics, step=state.best_epoch, log_kwargs={"seqrec": {"split": "test"}})
-        job.log_artifact(job.dir / "best.pt", kind="model", meta={"model": config["model"]})
+        weights = job.dir / "best.pt"
+        if model is not trained:  # the recommender alone: what inference and `seqrec evaluate` load
+            weights = job.dir / "recommender.pt"
+            torch.save(model.state_dict(), weights)
+        job.log_artifact(weights, kind="model", meta={"model": config["model"]})
     return job.id
 
 

@@ -12,7 +12,7 @@ from seqrec.errors import SeqrecError
 from seqrec.settings import Settings, get_settings
 from seqrec.store.engine import create_db_engine, sqlite_path, upgrade_database
 from seqrec.store.hashing import file_digest
-from seqrec.store.models import Artifact, Dataset, Metric, Model, Run, RunInput, utcnow
+from seqrec.store.models import Artifact, Dataset, LLMCall, Metric, Model, Run, RunInput, utcnow
 
 RUN_STATUSES = ("running", "finished", "failed", "interrupted")
 RESUMABLE = ("running", "failed", "interrupted")
@@ -199,6 +199,34 @@ class Store:
         """Runs that consumed this run's output (lineage downstream)."""
         with self.session() as session:
             return list(session.exec(select(RunInput).where(RunInput.input_run_id == run_id).order_by(RunInput.id)))
+
+    # LLM calls: the response cache and the audit log ----------------------------------------------------
+    def cached_llm_calls(self, *, backend: str, model: str, params_hash: str,
+                         prompt_hashes: Iterable[str]) -> dict[str, LLMCall]:
+        """prompt hash -> the newest successful call with this backend, model identity and parameters."""
+        hashes = sorted(set(prompt_hashes))
+        found: dict[str, LLMCall] = {}
+        with self.session() as session:
+            for start in range(0, len(hashes), 500):  # SQLite caps the parameters of one statement
+                query = (select(LLMCall).where(LLMCall.backend == backend, LLMCall.model == model,
+                                               LLMCall.params_hash == params_hash, LLMCall.error.is_(None),
+                                               LLMCall.prompt_hash.in_(hashes[start:start + 500]))
+                         .order_by(LLMCall.id))
+                found.update((row.prompt_hash, row) for row in session.exec(query))
+        return found
+
+    def add_llm_calls(self, rows: Iterable[LLMCall]) -> None:
+        with self.session() as session, session.begin():
+            session.add_all(list(rows))
+
+    def llm_calls(self, *, run_id: int | None = None, limit: int | None = None) -> list[LLMCall]:
+        query = select(LLMCall).order_by(LLMCall.id)
+        if run_id is not None:
+            query = query.where(LLMCall.run_id == run_id)
+        if limit:
+            query = query.limit(limit)
+        with self.session() as session:
+            return list(session.exec(query))
 
     def table_counts(self) -> dict[str, int]:
         counts = {}

@@ -12,7 +12,7 @@ class TrainConfig:
     """The loop's settings; a trainer may change their defaults (``options.with_defaults``)."""
 
     epochs: int = option(200, "Most epochs.", low=1, high=100_000)
-    batch_size: int = option(256, "Examples per batch.", low=1, high=1 << 20)
+    batch_size: int = option(64, "Examples per batch.", low=1, high=1 << 20)
     lr: float = option(1e-3, "AdamW learning rate.", low=1e-8, high=10.0)
     weight_decay: float = option(1e-4, "AdamW weight decay.", low=0.0, high=10.0)
     eval_every: int = option(1, "Validate every N epochs.", low=1, high=100_000)

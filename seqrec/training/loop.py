@@ -58,6 +58,8 @@ def fit(model: torch.nn.Module, train_set: Dataset, validate, config: TrainConfi
     ``make_optimizer(trainable parameters)`` replaces the default AdamW (``config.lr``, ``config.weight_decay``).
     ``after_step(step, optimizer)`` runs after every optimizer step, before the gradients are cleared, with the
     step's 0-based index (AdaLoRA's rank allocation reads the gradients there; a warm-up sets the next learning rate).
+    A model whose loss follows a schedule over epochs (a distillation term switched off after E epochs) defines
+    ``start_epoch(epoch)``; it is called before each epoch, resumed runs included.
     """
     set_seed(seed)
     checkpoint = run_dir / "checkpoint"
@@ -82,6 +84,8 @@ def fit(model: torch.nn.Module, train_set: Dataset, validate, config: TrainConfi
                             info="")
         for epoch in range(state.epoch, config.epochs):
             loader.set_epoch(epoch)
+            if hasattr(accelerator.unwrap_model(model), "start_epoch"):
+                accelerator.unwrap_model(model).start_epoch(epoch)
             model.train()
             total, batches = torch.zeros((), device=accelerator.device), 0
             for batch in loader:
