@@ -496,13 +496,13 @@ class CandidateEvaluation:
 
     def __call__(self, model, accelerator) -> dict[str, float]:
         from seqrec.recsys.metrics import sampled_metrics
+        from seqrec.training.accelerator import process_shard
 
         delrec = accelerator.unwrap_model(model)
         was_training = delrec.training
         delrec.eval()
         count = len(self.prompts)
-        start = count * accelerator.process_index // accelerator.num_processes
-        end = count * (accelerator.process_index + 1) // accelerator.num_processes
+        start, end = process_shard(count, accelerator)
         groups = max(len(self.tasks), 1)
         ranks = [[torch.zeros(0, dtype=torch.long, device=accelerator.device)] for _ in range(groups)]
         losses = [torch.zeros((), device=accelerator.device) for _ in range(groups)]

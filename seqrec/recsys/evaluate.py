@@ -17,6 +17,7 @@ from seqrec.data.noise import apply_deletion_noise, parse_noise
 from seqrec.data.prepared import PreparedData
 from seqrec.errors import SeqrecError
 from seqrec.recsys.metrics import full_metrics, mask_seen, sampled_metrics, sampled_ranks, target_ranks
+from seqrec.training.accelerator import process_shard
 
 
 def parse_protocol(protocol: str) -> int | None:
@@ -104,8 +105,7 @@ class Evaluator:
         was_training = model.training
         model.eval()
         count = len(self.targets)
-        shard_start = count * accelerator.process_index // accelerator.num_processes
-        shard_end = count * (accelerator.process_index + 1) // accelerator.num_processes
+        shard_start, shard_end = process_shard(count, accelerator)
         device = accelerator.device
         ranks = [torch.zeros(0, dtype=torch.long, device=device)]  # an empty shard still reports every metric
         # The training's mixed precision (Accelerate's autocast) applies here too; scores() keeps the scores float32.

@@ -91,7 +91,9 @@ def item_embeddings(spec: str | None, num_items: int) -> tuple[np.ndarray | None
         raise SeqrecError(f"item embeddings {path} have shape {matrix.shape}, but the dataset needs "
                           f"{num_items + 1} rows (its {num_items} items plus padding row 0)")
     label = artifact.meta.get("label", spec) if artifact is not None else spec
-    identity = {"item_emb": label, "item_emb_sha256": file_digest(path)[0]}
+    # an artifact's digest was recorded when it was logged; a plain file is hashed
+    digest = artifact.sha256 if artifact is not None else file_digest(path)[0]
+    identity = {"item_emb": label, "item_emb_sha256": digest}
     if artifact is not None and artifact.meta.get("baseline"):  # a distilled student's: its base model's label
         identity["item_emb_baseline"] = artifact.meta["baseline"]
     return matrix, artifact, identity

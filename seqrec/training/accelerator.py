@@ -45,3 +45,9 @@ def finish_collectives(accelerator: Accelerator) -> None:
     can be aborted: gloo's worker thread frees the tensor after Python let go of it, and needs the GIL to do so
     while the interpreter is shutting down. Waiting here lets it finish."""
     accelerator.wait_for_everyone()
+
+
+def process_shard(count: int, accelerator: Accelerator) -> tuple[int, int]:
+    """The contiguous ``[start, end)`` share of ``count`` examples this process evaluates."""
+    return (count * accelerator.process_index // accelerator.num_processes,
+            count * (accelerator.process_index + 1) // accelerator.num_processes)
