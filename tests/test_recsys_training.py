@@ -16,6 +16,7 @@ from seqrec.recsys.metrics import FULL_METRICS
 from seqrec.recsys.runner import evaluate_run, train_config, train_model
 from seqrec.store import open_store
 from seqrec.store.hashing import config_hash
+from seqrec.training.accelerator import leave_job
 
 FAST = dict(hidden=32, heads=2, layers=1, epochs=30, batch_size=32, lr=1e-2, dropout=0.1, patience=100)
 # (no early stopping in these tests: every run trains all its epochs)
@@ -244,6 +245,7 @@ def test_two_processes_under_torchrun_make_one_run_per_seed(walk, seqrec_home):
     result = subprocess.run(command, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True,
                             timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.count("finished: see `seqrec runs show") == 2  # written out before the processes leave
     store = open_store()
     runs = sorted(store.list_runs(experiment="ddp"), key=lambda run: run.seed)
     assert [(run.seed, run.status, run.config["processes"]) for run in runs] == [(0, "finished", 2), (1, "finished", 2)]
@@ -255,6 +257,12 @@ def test_two_processes_under_torchrun_make_one_run_per_seed(walk, seqrec_home):
                              for run_id in (runs[0].id, single))
     assert losses[-1] < losses[0] / 4 and single_losses[-1] < single_losses[0] / 4  # both learned
     assert single_losses[-1] / 2 < losses[-1] < single_losses[-1] * 2
+
+
+def test_a_process_outside_a_process_group_leaves_with_its_exit_code():
+    with pytest.raises(SystemExit) as leaving:
+        leave_job(3)
+    assert leaving.value.code == 3
 
 
 def test_a_whole_batch_gathers_the_rows_the_sampler_asked_for_in_order():

@@ -1,5 +1,6 @@
 """The `seqrec` command: one Typer module per command group, each command a thin wrapper over a function."""
 
+import sys
 from typing import Optional
 
 import typer
@@ -52,4 +53,11 @@ def info() -> None:
 
 
 def run() -> None:
-    app(prog_name="seqrec")
+    try:
+        app(prog_name="seqrec")
+    except SystemExit as done:
+        if "torch.distributed" in sys.modules:  # only a training job can have formed a process group
+            from seqrec.training.accelerator import leave_job
+
+            leave_job(done.code)
+        raise
