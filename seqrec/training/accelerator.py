@@ -20,7 +20,7 @@ def process_state() -> PartialState:
     Under a distributed launcher (``torchrun --nproc_per_node N``) on a machine without GPUs, Accelerate groups the
     processes (gloo) only when asked for CPUs: left alone, every process would train on its own and record a run.
     The group lives as long as the process: a job may train several seeds or steps (Accelerate's ``end_training``
-    would close it after the first), and it is closed when the process exits.
+    would close it after the first); `leave_job` closes it when the process exits.
     """
     state = PartialState()
     if state.distributed_type == DistributedType.NO and int(os.environ.get("WORLD_SIZE", "1")) > 1:
@@ -63,13 +63,6 @@ def make_accelerator(grad_accum: int = 1, mixed_precision: str = "no", run=None)
     if run is not None:
         accelerator.init_trackers("seqrec")
     return accelerator
-
-
-def finish_collectives(accelerator: Accelerator) -> None:
-    """End a job's collectives with a barrier. A process that exits right after an all-reduce of a Python tensor
-    can be aborted: gloo's worker thread frees the tensor after Python let go of it, and needs the GIL to do so
-    while the interpreter is shutting down. Waiting here lets it finish."""
-    accelerator.wait_for_everyone()
 
 
 def process_shard(count: int, accelerator: Accelerator) -> tuple[int, int]:

@@ -14,7 +14,7 @@ from accelerate.utils import broadcast_object_list
 
 from seqrec.settings import get_settings
 from seqrec.store import Artifact, open_store
-from seqrec.training.accelerator import finish_collectives, make_accelerator, process_state
+from seqrec.training.accelerator import make_accelerator, process_state
 
 
 @dataclass
@@ -62,4 +62,3 @@ def training_run(kind: str, config: dict, *, seed: int, dataset: str | None, exp
         accelerator = make_accelerator(grad_accum, mixed_precision, run)
         torch.manual_seed(seed)
         yield TrainingRun(run, run_dir, accelerator)
-        finish_collectives(accelerator)
