@@ -151,3 +151,71 @@ def test_a_finished_embedding_is_answered_without_importing_transformers(tmp_pat
                            timeout=120)
     assert shown.returncode == 0, shown.stderr[-2000:]
     assert shown.stdout.split() == [str(first.run_id), "True", "False", "False"]
+
+
+class Ask(Stage):
+    """A stage that calls an LLM: what the plan hands it for its model or endpoint and its prompt."""
+
+    name = "ask"
+    calls_llm = True
+    uses = ("prompt",)
+
+    def requests(self, plan, name):
+        return [Request(params, {**params, "llm": plan.llm(name), "template": plan.template(name)})
+                for params in expand(plan.spec.experiments[name])]
+
+    def resolve(self, arguments):
+        return arguments
+
+
+ASK = """
+[endpoints.local]
+base_url = "http://127.0.0.1:9/v1"
+model = "served-name"
+api_key_env = "ASK_KEY"
+max_concurrency = 4
+options = { top_logprobs = 5, check = false }  # (nothing listens: no probe)
+
+[models.small]
+alias = "smollm2-135m-instruct"
+
+[prompts.mine]
+template = "templates/mine.jinja"
+"""
+
+
+@pytest.fixture
+def ask(monkeypatch):
+    monkeypatch.setattr(base, "STAGES", dict(base.STAGES))
+    register(Ask)
+
+
+def test_a_stage_that_calls_an_llm_gets_the_endpoint_or_the_model_and_its_prompt(tmp_path, ask, monkeypatch):
+    monkeypatch.setenv("ASK_KEY", "secret-value")
+    path = write(tmp_path, ASK + '[experiments.remote]\nstage = "ask"\nendpoint = "local"\nprompt = "mine"\n'
+                                 '[experiments.here]\nstage = "ask"\nmodel = "small"\n')
+    remote = planner.load_plan("remote", path)
+    arguments = Ask().requests(remote, "remote")[0].arguments
+    assert arguments["llm"] == {"endpoint": "http://127.0.0.1:9/v1", "endpoint_model": "served-name",
+                                "api_key_env": "ASK_KEY", "max_concurrency": 4, "timeout": 60.0, "max_retries": 4,
+                                "capabilities": {}, "top_logprobs": 5, "check": False}
+    assert "secret-value" not in repr(arguments)
+    from seqrec.llm.backends import open_backend
+
+    backend = open_backend(**arguments["llm"])  # the arguments build the endpoint's client as declared
+    assert (backend.model, backend.max_concurrency, backend.score_options["top_logprobs"]) == ("served-name", 4, 5)
+    assert arguments["template"] == str(tmp_path / "templates" / "mine.jinja")
+    here = planner.load_plan("here", path)
+    assert Ask().requests(here, "here")[0].arguments == {"seed": 0, "llm": {"model": "smollm2-135m-instruct"},
+                                                         "template": None}
+
+
+@pytest.mark.parametrize("fields, message", [
+    ('model = "small"\nendpoint = "local"\n', "the ask stage calls an LLM: name either a model"),
+    ("", "the ask stage calls an LLM: name either a model"),
+    ('model = "small"\ndataset = "d"\n[datasets.d]\nsource = "csv"\n', "the ask stage does not use a dataset"),
+])
+def test_an_llm_stage_names_exactly_one_llm(tmp_path, ask, fields, message):
+    path = write(tmp_path, ASK + '[experiments.t]\nstage = "ask"\n' + fields)
+    result = runner.invoke(app, ["run", "t", "--file", str(path)])
+    assert result.exit_code == 2 and message in result.output, result.output

@@ -55,8 +55,12 @@ def check_fields(plan: Plan, name: str, stage: Stage) -> None:
         if getattr(experiment, field_name) is None:
             what = " (a [models] entry or \"<stage>:<experiment>\")" if field_name != "dataset" else ""
             raise SeqrecError(f"{plan.where(name, field_name)}: the {stage.name} stage needs a {field_name}{what}")
+    if stage.calls_llm and (experiment.model is None) == (experiment.endpoint is None):
+        raise SeqrecError(f"{plan.path}: experiments.{name}: the {stage.name} stage calls an LLM: name either a model "
+                          "(a [models] entry or \"<stage>:<experiment>\") or an endpoint (an [endpoints] entry)")
+    accepted = set(stage.needs) | set(stage.uses) | ({"model", "endpoint"} if stage.calls_llm else set())
     for field_name in EXPERIMENT_FIELDS:
-        if getattr(experiment, field_name) is not None and field_name not in stage.needs:
+        if getattr(experiment, field_name) is not None and field_name not in accepted:
             raise SeqrecError(f"{plan.where(name, field_name)}: the {stage.name} stage does not use a {field_name}")
 
 

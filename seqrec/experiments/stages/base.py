@@ -113,12 +113,35 @@ class Plan:
             return self.spec.models[value].alias
         return self.result(value)
 
+    def llm(self, name: str) -> dict:
+        """``open_backend``'s keyword arguments for the LLM an experiment names: its ``endpoint`` (an [endpoints]
+        table: the URL, the served model and the client's settings; the API key stays in its environment
+        variable) or else its ``model`` (an alias, or an earlier experiment's ``run:ID``; None while there is
+        none)."""
+        experiment = self.spec.experiments[name]
+        if experiment.endpoint is None:
+            return {"model": self.model(name, "model")}
+        spec = self.spec.endpoints[experiment.endpoint]
+        settings = spec.model_dump(exclude={"base_url", "model", "options"})
+        return {"endpoint": spec.base_url, "endpoint_model": spec.model, **settings, **spec.options}
+
+    def template(self, name: str) -> str | None:
+        """The template file of the experiment's ``prompt`` ([prompts] entry), relative paths taken from the
+        experiments file's folder; None when it names none."""
+        prompt = self.spec.experiments[name].prompt
+        if prompt is None:
+            return None
+        path = Path(self.spec.prompts[prompt].template).expanduser()
+        return str(path if path.is_absolute() else self.path.parent / path)
+
 
 class Stage:
     """What every stage declares. Subclasses set ``name`` and implement ``requests``, ``resolve`` and ``execute``."""
 
     name: ClassVar[str]
     needs: ClassVar[tuple[str, ...]] = ()  # the experiment's fields it needs (dataset, model, teacher, student)
+    uses: ClassVar[tuple[str, ...]] = ()  # fields it accepts without needing them (a prompt)
+    calls_llm: ClassVar[bool] = False  # it calls an LLM named by exactly one of model and endpoint (``Plan.llm``)
     required: ClassVar[tuple[str, ...]] = ()  # parameters that have no default
     references: ClassVar[dict[str, str]] = {}  # field or parameter -> what a "<stage>:<experiment>" there must make
     makes: ClassVar[tuple[str, ...]] = ()  # what its runs hold that other experiments may name: model, item-embeddings
@@ -152,7 +175,10 @@ class Stage:
         dataset = arguments.get("dataset")
         if dataset is not None and open_store().get_dataset(dataset) is None:
             return False
-        return all(is_available(arguments[key]) for key in self.needs if key in ("model", "teacher", "student"))
+        models = set(self.needs) & {"model", "teacher", "student"}
+        if self.calls_llm and arguments.get("model") is not None:  # (an endpoint is checked when it is called)
+            models.add("model")
+        return all(is_available(arguments[key]) for key in models)
 
     def resolve(self, arguments: dict) -> dict:
         """The fully resolved config of a request: every setting that changes the result, defaults filled in."""
