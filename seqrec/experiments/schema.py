@@ -15,7 +15,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from seqrec.errors import SeqrecError
-from seqrec.llm.backends.openai_api import ENDPOINT_DEFAULTS
+from seqrec.llm.backends.options import ENDPOINT_DEFAULTS
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -19,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
 from seqrec.errors import SeqrecError
+from seqrec.llm.backends.options import ENDPOINT_DEFAULTS
 from seqrec.llm.backends.base import (
     Backend,
     CallFailure,
@@ -32,7 +33,6 @@ from seqrec.llm.backends.base import (
     check_prompt,
 )
 
-ENDPOINT_DEFAULTS = {"max_concurrency": 8, "timeout": 60.0, "max_retries": 4}
 RETRIED_STATUSES = {408, 409, 429}
 CAPABILITY_NAMES = ("generate", "score", "chat")
 SCORE_FLOOR = -100.0  # a label outside the endpoint's top-N ranks below every label it did list
