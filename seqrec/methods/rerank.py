@@ -336,64 +336,103 @@ def rerank_label(name: str, mode: str, permutations: int, alpha: float) -> str:
     return f"{name}/{mode}" + (f"/P{permutations}" if permutations > 1 else "") + (f"/a{alpha:g}" if alpha < 1 else "")
 
 
-def rerank(base: int | str, llm: str | None = None, *, endpoint: str | None = None,
-           endpoint_model: str | None = None, api_key_env: str | None = None, noise: str | None = None,
-           split: str = "test", top_k: int = 20, mode: str = "logprobs", permutations: int = 1, alpha: float = 1.0,
-           users: int | None = None, labels: str | None = None, template: str = "rerank", max_tokens: int | None = None,
-           seed: int = 0, batch_size: int = 16, dtype: str = "auto", experiment: str | None = None) -> Reranked:
-    """Re-rank a finished training run's top ``top_k`` for each user of ``split`` (or a fixed sample of ``users``)
-    with a registry LLM (``llm``: alias or run:ID) or an OpenAI-compatible ``endpoint``; a ``rerank`` run with
-    the re-ranked and the base metrics on the same users and each user's final ranking."""
+def llm_identity(llm: str | None, endpoint: str | None, endpoint_model: str | None, dtype: str) -> dict:
+    """The backend kind, answer identity and short name of the LLM, known without loading it."""
+    if (llm is None) == (endpoint is None) or (endpoint is not None and not endpoint_model):
+        raise SeqrecError("name either an LLM (--llm ALIAS or run:ID) or an endpoint (--endpoint URL "
+                          "--endpoint-model NAME)")
+    if endpoint is not None:
+        from seqrec.llm.backends.openai_api import endpoint_identity
+
+        return {"backend": "openai", "llm": endpoint_identity(endpoint, endpoint_model), "name": endpoint_model}
+    from seqrec.llm.backends.local import default_device, local_identity, resolve_dtype
+    from seqrec.llm.registry import model_record
+
+    record = model_record(llm)
+    return {"backend": "local", "llm": local_identity(record, resolve_dtype(dtype, default_device())),
+            "name": Path(record.alias).name}
+
+
+def rerank_config(base: int | str, llm: str | None = None, *, endpoint: str | None = None,
+                  endpoint_model: str | None = None, noise: str | None = None, split: str = "test", top_k: int = 20,
+                  mode: str = "logprobs", permutations: int = 1, alpha: float = 1.0, users: int | None = None,
+                  labels: str | None = None, template: str = "rerank", max_tokens: int | None = None, seed: int = 0,
+                  dtype: str = "auto") -> dict:
+    """The fully resolved config of re-ranking a finished training run, every option checked."""
     from seqrec.data.noise import parse_noise
     from seqrec.data.prepare import get_dataset, load_dataset
-    from seqrec.llm.backends import open_backend
 
-    trained, weights = base_run(base)
+    trained, _ = base_run(base)
     parse_noise(noise)
     dataset_row, data = get_dataset(trained.dataset), load_dataset(trained.dataset)
     check_options(mode, split, top_k, permutations, alpha, users, data.num_items)
     if users is not None and users >= len(getattr(data, split)):
         users = None  # every user: the same run as asking for all of them
-    label_list = candidate_labels(labels or DEFAULT_LABELS[mode], top_k)
-    template_sha256 = check_template(template)
-    local_options = {} if endpoint is not None else {"batch_size": batch_size, "dtype": dtype}
+    identity = llm_identity(llm, endpoint, endpoint_model, dtype)
+    return {"base_run": trained.id, "base_config_hash": trained.config_hash, "dataset": trained.dataset,
+            "dataset_fingerprint": dataset_row.fingerprint, "model": trained.config["model"],
+            "item_emb": trained.config.get("item_emb"), "eval": "full", "split": split,
+            "noise": noise if noise not in ("", "none") else None, "noise_seed": trained.seed,
+            "mask_seen": trained.config.get("mask_seen", False), "top_k": top_k, "mode": mode,
+            "aggregate": "mean-logprob" if mode == "logprobs" else "borda", "permutations": permutations,
+            "alpha": alpha, "seed": seed, "labels": candidate_labels(labels or DEFAULT_LABELS[mode], top_k),
+            "template": str(template), "template_sha256": check_template(template),
+            "backend": identity["backend"], "llm": identity["llm"],
+            "max_tokens": (max_tokens or 4 * top_k + 8) if mode == "generate" else None,
+            "users": users, "users_seed": USERS_SEED if users is not None else None,
+            "rerank": rerank_label(identity["name"], mode, permutations, alpha)}
+
+
+def rerank(base: int | str, llm: str | None = None, *, endpoint: str | None = None,
+           endpoint_model: str | None = None, api_key_env: str | None = None, endpoint_options: dict | None = None,
+           batch_size: int = 16, experiment: str | None = None, **options) -> Reranked:
+    """Re-rank a finished training run's top ``top_k`` for each user of ``split`` (or a fixed sample of ``users``)
+    with a registry LLM (``llm``: alias or run:ID) or an OpenAI-compatible ``endpoint`` (``endpoint_options``:
+    its timeout, retries, concurrency); a ``rerank`` run with the re-ranked and the base metrics on the same users
+    and each user's final ranking. ``options`` are those of :func:`rerank_config`."""
+    from seqrec.data.prepare import get_dataset, load_dataset
+    from seqrec.llm.backends import open_backend
+
+    config = rerank_config(base, llm, endpoint=endpoint, endpoint_model=endpoint_model, **options)
+    earlier = finished_rerank(config)
+    if earlier is not None:
+        return earlier
+    trained, weights = base_run(base)
+    backend_options = dict(endpoint_options or {}) if endpoint is not None else \
+        {"batch_size": batch_size, "dtype": options.get("dtype", "auto")}
     backend = open_backend(llm, endpoint=endpoint, endpoint_model=endpoint_model, api_key_env=api_key_env,
-                           **local_options)
+                           **backend_options)
     try:
-        if mode == "logprobs":
-            check_single_tokens(backend, label_list)
-        name = endpoint_model or backend.record.alias
-        config = {"base_run": trained.id, "base_config_hash": trained.config_hash, "dataset": trained.dataset,
-                  "dataset_fingerprint": dataset_row.fingerprint, "model": trained.config["model"],
-                  "item_emb": trained.config.get("item_emb"), "eval": "full", "split": split,
-                  "noise": noise if noise not in ("", "none") else None, "noise_seed": trained.seed,
-                  "mask_seen": trained.config.get("mask_seen", False), "top_k": top_k, "mode": mode,
-                  "aggregate": "mean-logprob" if mode == "logprobs" else "borda", "permutations": permutations,
-                  "alpha": alpha, "seed": seed, "labels": label_list, "template": str(template),
-                  "template_sha256": template_sha256, "backend": backend.name, "llm": backend.identity,
-                  "max_tokens": (max_tokens or 4 * top_k + 8) if mode == "generate" else None,
-                  "users": users, "users_seed": USERS_SEED if users is not None else None,
-                  "rerank": rerank_label(name, mode, permutations, alpha)}
-        return rerank_run(config, backend, trained, weights, data, Path(dataset_row.path), batch_size, experiment)
+        if config["mode"] == "logprobs":
+            check_single_tokens(backend, config["labels"])
+        return rerank_run(config, backend, trained, weights, load_dataset(trained.dataset),
+                          Path(get_dataset(trained.dataset).path), batch_size, experiment)
     finally:
         backend.close()
 
 
+def finished_rerank(config: dict) -> Reranked | None:
+    """The finished run of this config, while its rankings are on disk."""
+    store = open_store()
+    earlier = store.find_run(config_hash(config), kind=RERANK_KIND)
+    if earlier is None:
+        return None
+    found = [artifact for artifact in store.artifacts(earlier.id, kind=RANKINGS_KIND) if Path(artifact.path).exists()]
+    if not found:
+        return None
+    final = store.final_metrics(earlier.id)
+    return Reranked(earlier.id, final.get("test", {}), final.get("base", {}), final.get("rerank", {}),
+                    Path(found[-1].path), cached=True)
+
+
 def rerank_run(config: dict, backend, trained, weights, data, data_folder: Path, batch_size: int,
                experiment: str | None) -> Reranked:
-    """The finished run of this config if there is one, else a new run that re-ranks every chosen user."""
+    """A new run that re-ranks every chosen user."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from seqrec.llm.backends import CachedLLM
 
     store = open_store()
-    earlier = store.find_run(config_hash(config), kind=RERANK_KIND)
-    if earlier is not None:
-        found = [artifact for artifact in store.artifacts(earlier.id, kind=RANKINGS_KIND) if Path(artifact.path).exists()]
-        if found:
-            final = store.final_metrics(earlier.id)
-            return Reranked(earlier.id, final.get("test", {}), final.get("base", {}), final.get("rerank", {}),
-                            Path(found[-1].path), cached=True)
     titles = [""] * (data.num_items + 1)
     for item, title in zip(data.items["item"], data.items["title"]):
         titles[int(item)] = str(title)
