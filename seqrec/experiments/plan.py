@@ -56,7 +56,7 @@ def check_fields(plan: Plan, name: str, stage: Stage) -> None:
             what = " (a [models] entry or \"<stage>:<experiment>\")" if field_name != "dataset" else ""
             raise SeqrecError(f"{plan.where(name, field_name)}: the {stage.name} stage needs a {field_name}{what}")
     for field_name in EXPERIMENT_FIELDS:
-        if getattr(experiment, field_name) is not None and field_name not in stage.needs:
+        if getattr(experiment, field_name) is not None and field_name not in stage.needs + stage.may_use:
             raise SeqrecError(f"{plan.where(name, field_name)}: the {stage.name} stage does not use a {field_name}")
 
 

@@ -82,7 +82,11 @@ def check_single_tokens(backend, labels: list[str]) -> None:
         return
     for label in labels:
         for form in scored_forms(label):
-            backend.label_id(form)  # raises naming the label and its pieces
+            try:
+                backend.label_id(form)
+            except SeqrecError as exc:
+                raise SeqrecError(f"--labels: {exc} (logprobs reads every label with and without a leading "
+                                  "space; letters are one token both ways in most tokenizers)") from None
 
 
 def check_template(template: str) -> str:

@@ -119,6 +119,7 @@ class Stage:
 
     name: ClassVar[str]
     needs: ClassVar[tuple[str, ...]] = ()  # the experiment's fields it needs (dataset, model, teacher, student)
+    may_use: ClassVar[tuple[str, ...]] = ()  # fields it takes when given (one of model or endpoint, a prompt)
     required: ClassVar[tuple[str, ...]] = ()  # parameters that have no default
     references: ClassVar[dict[str, str]] = {}  # field or parameter -> what a "<stage>:<experiment>" there must make
     makes: ClassVar[tuple[str, ...]] = ()  # what its runs hold that other experiments may name: model, item-embeddings
