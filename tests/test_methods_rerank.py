@@ -197,12 +197,16 @@ class Uncached(CachedLLM):
         super().__init__(backend, **{**options, "no_cache": True})
 
 
-def test_a_repeat_is_the_finished_run_without_loading_the_llm(base, tiny_llama, template, monkeypatch):
+def test_a_repeat_and_a_run_answered_from_the_cache_never_load_the_llm(base, tiny_llama, template, monkeypatch):
     first = tiny_rerank(base, tiny_llama, template)
     monkeypatch.setattr("seqrec.llm.backends.local.LocalBackend.__init__",
-                        lambda *args, **kwargs: pytest.fail("the LLM was loaded for a finished run"))
+                        lambda *args, **kwargs: pytest.fail("the LLM was loaded"))
     again = tiny_rerank(base, tiny_llama, template)
     assert again.cached and again.run_id == first.run_id and again.metrics == first.metrics
+    open_store().delete_run(first.run_id)
+    from_cache = tiny_rerank(base, tiny_llama, template)
+    assert not from_cache.cached and from_cache.metrics == first.metrics
+    assert open_store().final_metrics(from_cache.run_id)["llm"]["llm_fresh_calls"] == 0
 
 
 # endpoints, faults and item text ----------------------------------------------------------------------------------

@@ -75,18 +75,44 @@ def scored_forms(label: str) -> tuple[str, str]:
     return label, " " + label
 
 
-def check_single_tokens(backend, labels: list[str]) -> None:
+def check_single_tokens(tokenizer, labels: list[str], alias: str) -> None:
     """Every label must be one token of a local model, with and without a leading space (an endpoint's tokenizer
     is not known here: a label it does not return as a top token gets its floor score and is counted repaired)."""
-    if not hasattr(backend, "label_id"):
-        return
+    from seqrec.llm.backends.local import single_token_id
+
     for label in labels:
         for form in scored_forms(label):
             try:
-                backend.label_id(form)
+                single_token_id(tokenizer, form, alias)
             except SeqrecError as exc:
                 raise SeqrecError(f"--labels: {exc} (logprobs reads every label with and without a leading "
                                   "space; letters are one token both ways in most tokenizers)") from None
+
+
+class DeferredBackend:
+    """A local backend whose weights load on its first call, so that a run answered entirely from the call cache
+    never loads the LLM (its name and identity are known without them)."""
+
+    name = "local"
+    score_options: dict = {}
+
+    def __init__(self, identity: str, open_backend):
+        self.identity, self.open_backend, self.backend = identity, open_backend, None
+
+    def opened(self):
+        if self.backend is None:
+            self.backend = self.open_backend()
+        return self.backend
+
+    def score(self, prompts, labels):
+        return self.opened().score(prompts, labels)
+
+    def generate(self, prompts, decoding):
+        return self.opened().generate(prompts, decoding)
+
+    def close(self) -> None:
+        if self.backend is not None:
+            self.backend.close()
 
 
 def check_template(template: str) -> str:
@@ -402,14 +428,23 @@ def rerank(base: int | str, llm: str | None = None, *, endpoint: str | None = No
     if earlier is not None:
         return earlier
     trained, weights = base_run(base)
-    backend_options = dict(endpoint_options or {}) if endpoint is not None else \
-        {"batch_size": batch_size, "dtype": options.get("dtype", "auto")}
-    backend = open_backend(llm, endpoint=endpoint, endpoint_model=endpoint_model, api_key_env=api_key_env,
-                           **backend_options)
-    try:
+    if endpoint is not None:
+        backend, chat = open_backend(endpoint=endpoint, endpoint_model=endpoint_model, api_key_env=api_key_env,
+                                     **(endpoint_options or {})), True  # an endpoint applies its own chat template
+    else:
+        from transformers import AutoTokenizer
+
+        from seqrec.llm.registry import model_record
+
+        record = model_record(llm)
+        tokenizer = AutoTokenizer.from_pretrained(record.path)
         if config["mode"] == "logprobs":
-            check_single_tokens(backend, config["labels"])
-        return rerank_run(config, backend, trained, weights, load_dataset(trained.dataset),
+            check_single_tokens(tokenizer, config["labels"], record.alias)
+        backend = DeferredBackend(config["llm"], lambda: open_backend(llm, batch_size=batch_size,
+                                                                      dtype=options.get("dtype", "auto")))
+        chat = bool(tokenizer.chat_template)
+    try:
+        return rerank_run(config, backend, chat, trained, weights, load_dataset(trained.dataset),
                           Path(get_dataset(trained.dataset).path), batch_size, experiment)
     finally:
         backend.close()
@@ -429,7 +464,7 @@ def finished_rerank(config: dict) -> Reranked | None:
                     Path(found[-1].path), cached=True)
 
 
-def rerank_run(config: dict, backend, trained, weights, data, data_folder: Path, batch_size: int,
+def rerank_run(config: dict, backend, chat: bool, trained, weights, data, data_folder: Path, batch_size: int,
                experiment: str | None) -> Reranked:
     """A new run that re-ranks every chosen user."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -446,7 +481,6 @@ def rerank_run(config: dict, backend, trained, weights, data, data_folder: Path,
         started = time.perf_counter()
         candidates = base_candidates(config, trained, weights, data, data_folder, rows)
         cached = CachedLLM(backend, store=store, run_id=run.id)
-        chat = backend.name != "local" or backend.capabilities.chat
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                       transient=True) as bar:
             task = bar.add_task(f"re-ranking {len(rows):,} users", total=len(rows))

@@ -47,6 +47,16 @@ def local_identity(record, dtype: str) -> str:
     return f"{record.alias}@{record.sha256}/{dtype}"
 
 
+def single_token_id(tokenizer, label: str, alias: str) -> int:
+    """The id of ``label`` when it is exactly one token of the tokenizer, else an error naming its pieces."""
+    ids = tokenizer(label, add_special_tokens=False)["input_ids"]
+    if len(ids) != 1 or tokenizer.decode(ids) != label:
+        pieces = [tokenizer.decode([token]) for token in ids]
+        raise SeqrecError(f"score label {label!r} is not one token of {alias} (it is {pieces}); "
+                          f"choose labels that are single tokens")
+    return ids[0]
+
+
 def default_device() -> str:
     import torch
 
@@ -109,12 +119,7 @@ class LocalBackend(Backend):
                                      f"the {self.context_length}-token context of {self.record.alias}")
 
     def label_id(self, label: str) -> int:
-        ids = self.tokenizer(label, add_special_tokens=False)["input_ids"]
-        if len(ids) != 1 or self.tokenizer.decode(ids) != label:
-            pieces = [self.tokenizer.decode([token]) for token in ids]
-            raise SeqrecError(f"score label {label!r} is not one token of {self.record.alias} (it is {pieces}); "
-                              f"choose labels that are single tokens")
-        return ids[0]
+        return single_token_id(self.tokenizer, label, self.record.alias)
 
     def token_text(self, token_id: int) -> str:
         return self.tokenizer.decode([token_id])
