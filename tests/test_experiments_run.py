@@ -159,7 +159,7 @@ def test_unknown_experiment_and_syntax_errors(tmp_path):
 
 
 def test_the_shipped_experiments_file_is_valid(project_root):
-    for study in ("main-3seeds-noise", "llm2rec-pipeline"):
+    for study in ("main-3seeds-noise", "llm2rec-pipeline", "quickstart-rerank", "paper-cpu", "paper-gpu"):
         result = run(study, "--file", project_root / "experiments.toml", "--dry-run")
         assert result.exit_code == 0, result.output
     assert '"ExperimentsFile"' in runner.invoke(app, ["run", "--schema"]).stdout
