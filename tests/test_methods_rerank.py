@@ -9,6 +9,7 @@ import torch
 from llm_fixtures import killed_on_call, tiny_llama  # noqa: F401  (fixtures)
 from llm_servers import scripted_server
 from recsys_fixtures import make_walk_dataset
+from test_experiments_run import experiments_file
 from typer.testing import CliRunner
 
 from seqrec.cli import app
@@ -292,35 +293,12 @@ def test_the_cli_prints_reranked_and_base_numbers_and_a_repeat_is_reused(base, t
 
 
 def test_a_rerank_experiment_reranks_the_runs_it_names_and_reports_them(tmp_path, tiny_llama, template):
-    raw = tmp_path / "raw"
-    make_walk_dataset(raw, name="scratch")
-    path = tmp_path / "experiments.toml"
-    path.write_text(f"""
-[datasets.walk]
-source = "csv"
-options = {{ interactions = "{raw / 'inter.csv'}", items = "{raw / 'items.csv'}", k_core = 2, max_len = 5 }}
-
+    path = experiments_file(tmp_path, f"""
 [models.tiny]
 alias = "{tiny_llama}"
 
 [prompts.short]
 template = "{template}"
-
-[experiments.walk-data]
-stage = "prepare"
-dataset = "walk"
-
-[experiments.study]
-stage = "train"
-after = ["walk-data"]
-dataset = "walk"
-params = {{ model = "sasrec", epochs = 2, hidden = 16, heads = 2, layers = 1 }}
-grid = {{ item_emb = ["id"] }}
-
-[experiments.study-noise]
-stage = "evaluate"
-after = ["study"]
-params = {{ of = "study", noise = "deletion" }}
 
 [experiments.study-rerank]
 stage = "rerank"
@@ -335,11 +313,13 @@ grid = {{ noise = ["none", "deletion"] }}
     first = runner.invoke(app, ["run", "study-rerank", "--file", str(path)])
     assert first.exit_code == 0, first.output
     reranked = open_store().list_runs(kind="rerank", experiment="study-rerank")
-    assert sorted(str(run.config["noise"]) for run in reranked) == ["None", "deletion"]
+    # seed 0's SASRec and GRU4Rec, each on clean and noisy histories
+    assert sorted((run.config["model"], str(run.config["noise"])) for run in reranked) == [
+        ("gru4rec", "None"), ("gru4rec", "deletion"), ("sasrec", "None"), ("sasrec", "deletion")]
     again = runner.invoke(app, ["run", "study-rerank", "--file", str(path)])
     assert again.exit_code == 0 and "to do" not in again.stdout
-    assert len(open_store().list_runs(kind="rerank", limit=None)) == 2
-    report = runner.invoke(app, ["report", "--table", "noise"])
+    assert len(open_store().list_runs(kind="rerank", limit=None)) == 4
+    report = runner.invoke(app, ["report", "--table", "noise", "--experiment", "study-rerank"])
     assert report.exit_code == 0, report.output
-    print(report.stdout)
-    assert "rerank=llama/logprobs" in report.stdout
+    assert "| sasrec, noise=deletion, rerank=llama/logprobs, users=20 |" in report.stdout
+    assert "| sasrec, noise=deletion, users=20 |" in report.stdout
