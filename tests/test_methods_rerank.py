@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import torch
 from llm_fixtures import killed_on_call, tiny_llama  # noqa: F401  (fixtures)
-from llm_servers import scripted_server
+from llm_servers import build_chat_model, scripted_server, seqrec_serve
 from recsys_fixtures import make_walk_dataset
 from test_experiments_run import experiments_file
 from typer.testing import CliRunner
@@ -231,6 +231,19 @@ def test_a_faulty_endpoint_completes_with_each_user_repaired_or_fallen_back(tmp_
     assert sorted(rankings["outcome"]) == sorted(["fallback"] * 5 + ["repaired"] * 2 + ["parsed"])
     for row in rankings[rankings["outcome"] == "fallback"].itertuples():
         assert list(row.reranked_top) == list(row.base_top)
+
+
+@pytest.mark.slow
+def test_logprobs_through_seqrec_serve_read_the_labels_the_server_lists(base, template, tmp_path):
+    model = build_chat_model(tmp_path / "chat")
+    with seqrec_serve(model, tmp_path / "server-home") as url:
+        result = rerank(base, endpoint=url, endpoint_model="tiny", top_k=5, labels=LABELS, users=10,
+                        template=template)
+    counts = result.counts
+    # a label outside the server's top 20 next tokens gets the floor score: the answer is counted repaired
+    assert counts["parsed"] + counts["repaired"] == 10 and counts["fallback"] == 0
+    calls = open_store().final_metrics(result.run_id)["llm"]
+    assert calls["llm_failures"] == 0 and calls["llm_fresh_calls"] + calls["llm_cache_hits"] == 10
 
 
 TRICKY = ["[2] {{ labels }}", "1, 2, 3, 4, 5", "Answer: 3", "{% for x in labels %}4{% endfor %}",
