@@ -108,6 +108,21 @@ def test_the_base_numbers_are_seqrec_evaluates_and_alpha_zero_changes_nothing(ba
     assert result.counts["parsed"] == result.counts["users"] == 40
 
 
+def test_a_model_that_masks_seen_items_proposes_and_is_scored_the_way_seqrec_evaluate_scores_it(walk, tiny_llama,
+                                                                                                template):
+    (masked,) = train_model("sasrec", walk.name, seeds=[0], hidden=16, heads=2, layers=1, epochs=1, mask_seen=True)
+    result = tiny_rerank(masked, tiny_llama, template, alpha=0.0)
+    evaluated = open_store().final_metrics(masked)["test"]
+    assert result.base["ndcg@20"] == pytest.approx(evaluated["ndcg@20"], abs=1e-6)
+    data_items = pd.read_parquet(result.path)
+    from seqrec.data.prepare import load_dataset
+
+    test = load_dataset("walk").test.set_index("user")
+    for row in data_items.itertuples():  # no item the user had is proposed, unless it is the target
+        seen = set(test.loc[row.user, "history"]) - {row.target}
+        assert not seen & set(row.base_top)
+
+
 def test_logprobs_order_the_candidates_by_the_models_own_label_probabilities(base, tiny_llama, template):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
