@@ -248,7 +248,6 @@ def test_a_faulty_endpoint_completes_with_each_user_repaired_or_fallen_back(tmp_
         assert list(row.reranked_top) == list(row.base_top)
 
 
-@pytest.mark.slow
 def test_logprobs_through_seqrec_serve_read_the_labels_the_server_lists(base, template, tmp_path):
     model = build_chat_model(tmp_path / "chat")
     with seqrec_serve(model, tmp_path / "server-home") as url:
