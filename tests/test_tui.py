@@ -177,3 +177,8 @@ async def test_a_reranking_run_shows_its_llm_mode_and_how_its_answers_fared(stor
         assert "smollm2@abc/float32 (local)" in text and "generate, top 20, 3 permutation(s), alpha 0.5" in text
         assert "parsed 140 · repaired 7 · fallen back 3" in text and "failures 2" in text
         assert "0.0610 re-ranked, 0.0520 base" in text
+        await pilot.press("escape", "r", "3")
+        table = app.screen.query_one("#report", DataTable)
+        labels = [str(table.get_row_at(index)[0]) for index in range(table.row_count)]
+        assert "sasrec + distilled, noise=deletion, users=50" in labels
+        assert "sasrec + distilled, noise=deletion, rerank=smollm2/generate, users=50" in labels
