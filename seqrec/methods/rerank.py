@@ -315,18 +315,18 @@ class Reranker:
                                  for (row, _), order in shown.items()])
             read = dict(zip(shown, map(self.read, answers)))
             for row in rows:
-                total, scored, seen = np.zeros(config["top_k"]), 0, []
+                total, scored, read_as = np.zeros(config["top_k"]), 0, []
                 for copy in range(copies):
                     values, outcome = read[(row, copy)]
                     self.counts[outcome] += 1
-                    seen.append(outcome)
+                    read_as.append(outcome)
                     if values is not None:
                         total[shown[(row, copy)]] += values  # scores follow their candidates back to base order
                         scored += 1
                 llm = total / scored if scored else None
                 base = base_scale(config["mode"], candidates.top_scores[row])
                 orders.append(fused_order(llm, base, config["alpha"]))
-                outcomes.append("fallback" if not scored else "parsed" if set(seen) == {"parsed"} else "repaired")
+                outcomes.append("fallback" if not scored else "parsed" if set(read_as) == {"parsed"} else "repaired")
             self.progress(len(rows))
         return orders, outcomes
 
