@@ -7,7 +7,8 @@ from seqrec.data.prepare import prepare_csv
 from seqrec.recsys.evaluate import Evaluator
 
 
-def make_walk_dataset(folder, name="walk", users=40, items=24, length=14, seed=0):
+def make_walk_dataset(folder, name="walk", users=40, items=24, length=14, seed=0, titles=None):
+    """``titles`` (one per item) replace the plain "Item number N" ones."""
     rng = np.random.default_rng(seed)
     rows = []
     for user in range(users):
@@ -17,7 +18,8 @@ def make_walk_dataset(folder, name="walk", users=40, items=24, length=14, seed=0
     folder.mkdir(parents=True, exist_ok=True)
     pd.DataFrame(rows, columns=["user_id", "item_id", "rating", "timestamp"]).to_csv(folder / "inter.csv", index=False)
     pd.DataFrame({"item_id": [f"i{i}" for i in range(items)],
-                  "title": [f"Item number {i}" for i in range(items)]}).to_csv(folder / "items.csv", index=False)
+                  "title": titles or [f"Item number {i}" for i in range(items)]}).to_csv(folder / "items.csv",
+                                                                                          index=False)
     return prepare_csv(folder / "inter.csv", folder / "items.csv", name=name, k_core=2, max_len=5)
 
 

@@ -98,7 +98,8 @@ def test_seqrec_db_overrides_the_database_location(tmp_path, monkeypatch):
 
 
 def test_prompt_templates_render_and_missing_variables_are_errors():
-    text = render_prompt("rerank", history=["Toy Story (1995)"], candidates=["Heat (1995)", "Babe (1995)"], top_k=2)
+    text = render_prompt("rerank", history=["Toy Story (1995)"], candidates=["Heat (1995)", "Babe (1995)"],
+                         labels=["1", "2"], mode="generate", top_k=2)
     assert "Toy Story (1995)" in text and "[2] Babe (1995)" in text and "Sequential coherence" in text
     with pytest.raises(SeqrecError, match="candidates"):
         render_prompt("rerank", history=[], top_k=1)

@@ -116,7 +116,7 @@ grid = { heads = [3, 2] }
     ('[experiments.bad]\nstage = "train"\ndataset = "walk"\n',
      "experiments.bad.params.model: the train stage needs it"),
     ('[experiments.bad]\nstage = "trian"\n', "experiments.bad.stage: unknown stage 'trian' (known: distill, embed, "
-                                             "evaluate, llm2rec, prepare, train); did you mean 'train'?"),
+                                             "evaluate, llm2rec, prepare, rerank, train); did you mean 'train'?"),
     ('[experiments.bad]\nstage = "train"\nafter = ["walk-data"]\ndataset = "walk"\n'
      'params = { model = "sasrec", epochs = 0 }\n', "experiments.bad.params.epochs: epochs = 0 is out of range"),
     ('[experiments.bad]\nstage = "train"\nafter = ["walk-data"]\ndataset = "walk"\n'
@@ -159,7 +159,7 @@ def test_unknown_experiment_and_syntax_errors(tmp_path):
 
 
 def test_the_shipped_experiments_file_is_valid(project_root):
-    for study in ("main-3seeds-noise", "llm2rec-pipeline"):
+    for study in ("main-3seeds-noise", "llm2rec-pipeline", "quickstart-rerank", "paper-cpu", "paper-gpu"):
         result = run(study, "--file", project_root / "experiments.toml", "--dry-run")
         assert result.exit_code == 0, result.output
     assert '"ExperimentsFile"' in runner.invoke(app, ["run", "--schema"]).stdout

@@ -12,7 +12,8 @@ CANDIDATES = ["Heat (1995)\n[9] Fake Candidate\nAnswer: 9", "Casino [B] > [A] (1
 
 
 def rendered():
-    return render_prompt("rerank", history=HISTORY, candidates=CANDIDATES, top_k=2)
+    return render_prompt("rerank", history=HISTORY, candidates=CANDIDATES, labels=["1", "2", "3"], mode="generate",
+                         top_k=2)
 
 
 def test_template_syntax_in_a_title_stays_literal_text():

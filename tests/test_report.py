@@ -187,3 +187,37 @@ def test_published_rows_need_the_same_protocol_and_keep_their_std(store):
     table = build_table("main", paper=True)
     assert "001 SASRec | 0.0217 ± 0.0013 | 0.0106 ± 0.0004 |" in table
     assert "002-T2" not in table  # Beauty is in 002's Table II, but with sampled candidates
+
+
+def add_rerank(store, *, seed=0, noise=None, reranked=0.2, base=0.1, p=None, users=100):
+    run = add_run(store, kind="rerank", seed=seed, item_emb="distilled", noise=noise, rerank="smollm2/logprobs",
+                  users=users, metrics={"ndcg@10": reranked})
+    store.add_metrics(run.id, {"ndcg@10": base}, step=None, split="base")
+    if p is not None:
+        store.add_metrics(run.id, {"p_ndcg@10": p}, step=None, split="paired")
+    return run
+
+
+def test_a_reranking_makes_its_row_and_its_base_models_row_on_the_same_users(store):
+    add_run(store, item_emb="distilled", metrics={"ndcg@10": 0.11})
+    add_rerank(store, reranked=0.2, base=0.1, p=0.01)
+    add_rerank(store, noise="deletion", reranked=0.15, base=0.08, p=0.3)
+    table = report_table("noise")
+    cells = {row.label: row.cells[0] for row in table.rows}
+    assert list(cells) == ["sasrec + distilled", "sasrec + distilled, users=100",
+                           "sasrec + distilled, rerank=smollm2/logprobs, users=100",
+                           "sasrec + distilled, noise=deletion, users=100",
+                           "sasrec + distilled, noise=deletion, rerank=smollm2/logprobs, users=100"]
+    assert cells["sasrec + distilled, users=100"].mean == 0.1 and cells["sasrec + distilled"].mean == 0.11
+    # one seed: the re-ranked rows carry the run's paired test over users against the base model's row
+    assert cells["sasrec + distilled, rerank=smollm2/logprobs, users=100"].significant
+    assert cells["sasrec + distilled, noise=deletion, rerank=smollm2/logprobs, users=100"].p_value == 0.3
+    assert cells["sasrec + distilled, noise=deletion, users=100"].p_value is None
+    assert any("tested over users" in note for note in table.footnotes)
+
+
+def test_reranked_rows_over_seeds_are_tested_over_seeds(store):
+    for seed, (reranked, base) in enumerate([(0.20, 0.10), (0.22, 0.11), (0.25, 0.12)]):
+        add_rerank(store, seed=seed, reranked=reranked, base=base, p=0.9)
+    row = next(row for row in report_table("noise").rows if "rerank=" in row.label)
+    assert row.cells[0].p_value == pytest.approx(stats.ttest_rel([0.20, 0.22, 0.25], [0.10, 0.11, 0.12]).pvalue)

@@ -159,3 +159,26 @@ async def test_runs_screen_matches_reference_screenshot(store):
                     "SEQREC_UPDATE_SNAPSHOTS=1, then commit it")
     assert svg == REFERENCE.read_text(encoding="utf-8"), (
         "the runs screen changed; look at it and rerun with SEQREC_UPDATE_SNAPSHOTS=1 if the change is right")
+
+
+async def test_a_reranking_run_shows_its_llm_mode_and_how_its_answers_fared(store):
+    run = add_run(store, kind="rerank", item_emb="distilled", rerank="smollm2/generate", llm="smollm2@abc/float32",
+                  backend="local", mode="generate", top_k=20, permutations=3, alpha=0.5, users=50,
+                  noise="deletion", metrics={"ndcg@10": 0.061, "recall@10": 0.12})
+    store.add_metrics(run.id, {"ndcg@10": 0.052, "recall@10": 0.11}, step=None, split="base")
+    store.add_metrics(run.id, {"parsed": 140, "repaired": 7, "fallback": 3}, step=None, split="rerank")
+    store.add_metrics(run.id, {"llm_cache_hits": 0, "llm_fresh_calls": 150, "llm_failures": 2}, step=None,
+                      split="llm")
+    app = SeqrecDashboard(store=store, refresh=0)
+    async with app.run_test(size=(120, 60)) as pilot:
+        await pilot.press("enter")
+        assert isinstance(app.screen, RunScreen) and app.screen.run_id == run.id
+        text = screen_text(app)
+        assert "smollm2@abc/float32 (local)" in text and "generate, top 20, 3 permutation(s), alpha 0.5" in text
+        assert "parsed 140 · repaired 7 · fallen back 3" in text and "failures 2" in text
+        assert "0.0610 re-ranked, 0.0520 base" in text
+        await pilot.press("escape", "r", "3")
+        table = app.screen.query_one("#report", DataTable)
+        labels = [str(table.get_row_at(index)[0]) for index in range(table.row_count)]
+        assert "sasrec + distilled, noise=deletion, users=50" in labels
+        assert "sasrec + distilled, noise=deletion, rerank=smollm2/generate, users=50" in labels

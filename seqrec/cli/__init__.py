@@ -6,7 +6,8 @@ from typing import Optional
 import typer
 
 from seqrec import __version__
-from seqrec.cli import dashboard, data, db, delrec, distill, embed, models, profiles, report, run, runs, serve, train
+from seqrec.cli import (dashboard, data, db, delrec, distill, embed, models, profiles, report, rerank, run, runs, serve,
+                        train)
 from seqrec.cli._app import command_group, console
 
 app = command_group(
@@ -27,6 +28,7 @@ app.command("report")(report.report)
 app.command("dashboard")(dashboard.dashboard)
 app.command("distill")(distill.distill)
 app.command("serve")(serve.serve)
+app.command("rerank")(rerank.rerank)
 
 
 def show_version(value: bool) -> None:

@@ -25,18 +25,46 @@ def template_environment(folder: Path | None = None) -> jinja2.Environment:
                                 finalize=one_line)
 
 
-def render_prompt(template: str | Path, **variables) -> str:
-    """Render a shipped template by name (``rerank``) or a template file by path."""
+def located(template: str | Path) -> tuple[jinja2.Environment, str]:
+    """(environment, name) of a shipped template by name (``rerank``) or of a template file by path."""
     path = Path(template)
     if path.is_file():
-        environment, name = template_environment(path.parent), path.name
-    else:
-        environment, name = template_environment(), str(template).removesuffix(".jinja") + ".jinja"
+        return template_environment(path.parent), path.name
+    return template_environment(), str(template).removesuffix(".jinja") + ".jinja"
+
+
+def template_file(template: str | Path) -> Path:
+    """The file a template name or path renders from."""
+    environment, name = located(template)
+    try:
+        return Path(environment.get_template(name).filename)
+    except jinja2.TemplateNotFound:
+        raise not_found(template) from None
+    except jinja2.TemplateSyntaxError as exc:
+        raise SeqrecError(f"prompt template {exc.filename or template}, line {exc.lineno}: {exc.message}") from None
+
+
+def template_variables(template: str | Path) -> set[str]:
+    """The variables a template reads from its caller (those it sets itself are not counted)."""
+    from jinja2 import meta
+
+    environment, _ = located(template)
+    source = template_file(template).read_text()
+    return meta.find_undeclared_variables(environment.parse(source))
+
+
+def not_found(template: str | Path) -> SeqrecError:
+    shipped = sorted(p.stem for p in resource_dir("templates").glob("*.jinja"))
+    return SeqrecError(f"no prompt template {template!r}; shipped templates: {', '.join(shipped)}")
+
+
+def render_prompt(template: str | Path, **variables) -> str:
+    """Render a shipped template by name (``rerank``) or a template file by path."""
+    environment, name = located(template)
     try:
         return environment.get_template(name).render(**variables)
     except jinja2.TemplateNotFound:
-        shipped = sorted(p.stem for p in resource_dir("templates").glob("*.jinja"))
-        raise SeqrecError(f"no prompt template {template!r}; shipped templates: {', '.join(shipped)}") from None
+        raise not_found(template) from None
     except jinja2.UndefinedError as exc:
         raise SeqrecError(f"prompt template {template}: {exc.message}") from None
     except jinja2.TemplateSyntaxError as exc:

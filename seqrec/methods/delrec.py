@@ -194,15 +194,9 @@ def check_teacher(run_id: int, dataset: str):
 
 
 def load_teacher(run, artifact, data):
-    from seqrec.recsys.runner import item_embeddings, resolve_recommender
+    from seqrec.recsys.runner import trained_recommender
 
-    config = run.config
-    hyper = {key: value for key, value in config["hyper"].items() if key != "metric"}
-    model_class, model_config, _ = resolve_recommender(config["model"], data.max_len, config["eval"], hyper)
-    frozen = item_embeddings(config.get("item_emb_source"), data.num_items)[0]
-    model = model_class(data.num_items, model_config, frozen, num_users=int(data.train["user"].max()))
-    model.load_state_dict(torch.load(artifact.path, map_location="cpu", weights_only=True))
-    return model.eval()
+    return trained_recommender(run.config, Path(artifact.path), data)
 
 
 @torch.inference_mode()

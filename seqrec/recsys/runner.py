@@ -194,6 +194,16 @@ def evaluation_config(trained, noise: str | None = None, eval: str | None = None
     return config
 
 
+def trained_recommender(config: dict, weights: Path, data):
+    """The recommender a training run's config describes, with its saved ``weights`` loaded, in eval mode."""
+    hyper = {key: value for key, value in config["hyper"].items() if key != "metric"}
+    model_class, model_config, _ = resolve_recommender(config["model"], data.max_len, config["eval"], hyper)
+    frozen = item_embeddings(config.get("item_emb_source"), data.num_items)[0]
+    model = model_class(data.num_items, model_config, frozen, num_users=int(data.train["user"].max()))
+    model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+    return model.eval()
+
+
 def evaluate_run(run_id: int, noise: str | None = None, eval: str | None = None, mask_seen: bool | None = None,
                  experiment: str | None = None) -> int:
     """Re-evaluate a trained run's best model on the test split into a new run linked to it."""
@@ -204,15 +214,10 @@ def evaluate_run(run_id: int, noise: str | None = None, eval: str | None = None,
     if not models or not Path(models[-1].path).exists():
         raise SeqrecError(f"run {run_id} has no saved model to evaluate")
     data = load_dataset(trained.dataset)
-    hyper = {key: value for key, value in config["hyper"].items() if key != "metric"}
-    model_class, model_config, trainer_config = resolve_recommender(config["model"], data.max_len, config["eval"], hyper)
-    frozen = item_embeddings(config.get("item_emb_source"), data.num_items)[0]
     with training_run("evaluate", config, seed=trained.seed, dataset=trained.dataset,
                       experiment=experiment or trained.experiment, inputs=[models[-1]],
-                      mixed_precision=trainer_config.mixed_precision) as job:
-        model = model_class(data.num_items, model_config, frozen, num_users=int(data.train["user"].max()))
-        model.load_state_dict(torch.load(models[-1].path, map_location="cpu", weights_only=True))
-        model = job.accelerator.prepare(model)
+                      mixed_precision=config["mixed_precision"]) as job:
+        model = job.accelerator.prepare(trained_recommender(config, Path(models[-1].path), data))
         evaluator = Evaluator(data, "test", protocol=config["eval"], noise=config["noise"], seed=trained.seed,
                               mask_seen_items=config["mask_seen"], data_folder=Path(get_dataset(trained.dataset).path))
         job.accelerator.log(evaluator.evaluate(model, job.accelerator), log_kwargs={"seqrec": {"split": "test"}})

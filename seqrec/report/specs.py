@@ -27,6 +27,11 @@ class TableSpec:
     column_keys: tuple[str, ...] = ("dataset", "eval")  # run fields (then config keys) that name a column group
     metrics: dict[str, tuple[str, ...]] = field(default_factory=lambda: METRICS)
     kinds: tuple[str, ...] = ("train",)
+    # kind -> (split, config values): every run of that kind also makes the row of those config values from that
+    # split's metrics (a re-ranking's base model, scored on the same users)
+    companions: dict[str, tuple[str, dict]] = field(default_factory=dict)
+    # the split where a run of a row logged p_<metric> of a paired test over users, used for a row with one seed
+    user_tests: str | None = None
 
     def baseline_values(self, config: dict) -> dict:
         return self.baseline(config) if callable(self.baseline) else self.baseline
@@ -59,9 +64,15 @@ TABLES = {
     "noise": TableSpec(
         title="Robustness: deletion noise and LLM re-ranking",
         include=lambda config: not config.get("variant"),
-        row_keys=("model", "item_emb", "noise", "rerank"),
-        baseline={"noise": None, "rerank": None},
-        kinds=("train", "evaluate"),  # noisy inputs are usually a re-evaluation of a model trained on clean data
+        row_keys=("model", "item_emb", "noise", "rerank", "users"),
+        # a re-ranked row against its base model on the same inputs; a noisy row against the clean one
+        baseline=lambda config: {"rerank": None} if config.get("rerank") else {"noise": None},
+        baseline_note="the base model's ranking of the same (noisy or clean) histories for a re-ranked row, and "
+                      "noise=none for a noisy one",
+        # noisy inputs are usually a re-evaluation of a model trained on clean data
+        kinds=("train", "evaluate", "rerank"),
+        companions={"rerank": ("base", {"rerank": None})},
+        user_tests="paired",
     ),
     "ablation": TableSpec(
         title="Ablations: each variant against the full model",

@@ -70,30 +70,47 @@ def _runs_frame(store: Store, spec: TableSpec, experiment: str | None) -> pd.Dat
             if run.kind in spec.kinds and spec.include(run.config)]
     records = []
     for run in sorted(runs, key=lambda run: run.id):
-        identity = {key: run.config.get(key) for key in spec.row_keys}
         keys = dict(zip(spec.column_keys, (_column_value(run, key) for key in spec.column_keys)))
         first, *rest = keys.values()
-        records.append({
-            "run": run.id, "status": run.status, "seed": run.seed,
-            "row": row_label(run.config, spec.row_keys),
-            "baseline": row_label({**identity, **spec.baseline_values(run.config)}, spec.row_keys),
-            "group": f"{first} ({', '.join(map(str, rest))})" if rest else str(first),
-            "dataset": str(keys.get("dataset", "")), "protocol": str(keys.get("eval", DEFAULT_PROTOCOL)),
-        })
+        rows = [("test", run.config)]
+        if run.kind in spec.companions:
+            split, values = spec.companions[run.kind]
+            rows.insert(0, (split, {**run.config, **values}))
+        for split, config in rows:
+            identity = {key: config.get(key) for key in spec.row_keys}
+            records.append({
+                "run": run.id, "status": run.status, "seed": run.seed, "split": split,
+                "row": row_label(config, spec.row_keys),
+                "baseline": row_label({**identity, **spec.baseline_values(config)}, spec.row_keys),
+                "group": f"{first} ({', '.join(map(str, rest))})" if rest else str(first),
+                "dataset": str(keys.get("dataset", "")), "protocol": str(keys.get("eval", DEFAULT_PROTOCOL)),
+            })
     # object dtype keeps seeds as the integers (or None) they are
-    return pd.DataFrame(records, columns=["run", "status", "seed", "row", "baseline", "group", "dataset", "protocol"],
-                        dtype=object)
+    return pd.DataFrame(records, columns=["run", "status", "seed", "split", "row", "baseline", "group", "dataset",
+                                          "protocol"], dtype=object)
 
 
 def _final_values(store: Store, finished: pd.DataFrame) -> dict[tuple[str, str, str], dict]:
-    """(row, group, metric) -> seed -> final test value, from the newest finished run per (row, group, seed)."""
+    """(row, group, metric) -> seed -> final value (of the row's split: test, or a companion row's), from the
+    newest finished run per (row, group, seed)."""
     newest = finished.drop_duplicates(["row", "group", "seed"], keep="last")
-    logged = store.final_metrics_of([int(run) for run in newest["run"]], split="test")
+    logged = {split: store.final_metrics_of([int(run) for run in rows["run"]], split=split)
+              for split, rows in newest.groupby("split")}
     values: dict[tuple[str, str, str], dict] = {}
     for run in newest.itertuples():
-        for metric, value in logged.get(run.run, {}).items():
+        for metric, value in logged[run.split].get(run.run, {}).items():
             values.setdefault((run.row, run.group, metric), {})[run.seed] = value
     return values
+
+
+def _user_tests(store: Store, spec: TableSpec, finished: pd.DataFrame) -> dict[tuple[str, str, str], float]:
+    """(row, group, metric) -> p of the paired test over users that the row's newest run logged."""
+    if spec.user_tests is None:
+        return {}
+    newest = finished[finished["split"] == "test"].drop_duplicates(["row", "group"], keep="last")
+    logged = store.final_metrics_of([int(run) for run in newest["run"]], split=spec.user_tests)
+    return {(run.row, run.group, key.removeprefix("p_")): value for run in newest.itertuples()
+            for key, value in logged.get(run.run, {}).items()}
 
 
 def _columns(spec: TableSpec, runs: pd.DataFrame, values: dict) -> list[Column]:
@@ -207,6 +224,8 @@ def report_table(table: str, experiment: str | None = None, paper: bool = False,
     def series(row: str, column: Column) -> pd.Series:
         return pd.Series(values.get((row, column.group, column.metric), {}), dtype=float)
 
+    user_tests = _user_tests(store, spec, finished)
+    over_users = False
     rows, missing_notes = [], []
     for label in labels:
         cells = []
@@ -219,6 +238,9 @@ def report_table(table: str, experiment: str | None = None, paper: bool = False,
                 missing_notes.append(missing)
             if baselines[label] != label and baselines[label] in labels and cell.mean is not None:
                 cell.p_value = _paired_p(series(label, column), series(baselines[label], column))
+                if cell.p_value is None and cell.n == 1:
+                    cell.p_value = user_tests.get((label, column.group, column.metric))
+                    over_users |= cell.p_value is not None
             cells.append(cell)
         rows.append(Row(label, cells))
     _mark_best(rows, len(columns))
@@ -234,6 +256,9 @@ def report_table(table: str, experiment: str | None = None, paper: bool = False,
                      f"seed) against the baseline row: the same row with {spec.baseline_text()}.")
     else:
         notes.append(f"No significance test: no row has its baseline row ({spec.baseline_text()}) among these runs.")
+    if over_users:
+        notes.append("A row of one seed is tested over users instead: a two-sided paired t-test of each user's "
+                     "value, re-ranked vs the base model's on the same users (the run's paired test).")
     if paper:
         published, sources = _published_rows(table, columns)
         rows += published

@@ -38,6 +38,28 @@ def plain_table(*columns: str, **options) -> Table:
     return table
 
 
+def reranking_summary(config: dict, final: dict[str, dict[str, float]]) -> Table:
+    """A re-ranking run at a glance: the LLM and how it was read, how its answers fared, and the paired numbers."""
+    counts, calls = final.get("rerank", {}), final.get("llm", {})
+    summary = plain_table(expand=False)
+    summary.add_row(Text("llm", style="cyan"), f"{config.get('llm')} ({config.get('backend')})")
+    summary.add_row(Text("mode", style="cyan"),
+                    f"{config.get('mode')}, top {config.get('top_k')}, {config.get('permutations')} permutation(s), "
+                    f"alpha {config.get('alpha')}, noise {config.get('noise') or 'none'}, "
+                    f"users {config.get('users') or 'all'}")
+    summary.add_row(Text("answers", style="cyan"),
+                    " · ".join(f"{name} {int(counts.get(key, 0))}" for name, key in
+                               (("parsed", "parsed"), ("repaired", "repaired"), ("fallen back", "fallback"))))
+    summary.add_row(Text("calls", style="cyan"),
+                    " · ".join(f"{name} {int(calls.get(key, 0))}" for name, key in
+                               (("cache hits", "llm_cache_hits"), ("fresh", "llm_fresh_calls"),
+                                ("failures", "llm_failures"))))
+    for metric in ("ndcg@10", "recall@10"):
+        summary.add_row(Text(metric, style="cyan"), f"{number(final.get('test', {}).get(metric))} re-ranked, "
+                                                    f"{number(final.get('base', {}).get(metric))} base")
+    return summary
+
+
 class RunScreen(StoreScreen):
     """Everything about one run; redrawn while the run is still writing."""
 
@@ -68,8 +90,11 @@ class RunScreen(StoreScreen):
         for key, value in flatten(run.config).items():
             config.add_row(Text(key, style="cyan"), value)
         yield section(f"config (experiment {run.experiment or '-'}, hash {run.config_hash[:12]})", config)
+        final = self.store.final_metrics(run.id)
+        if run.kind == "rerank":
+            yield section("re-ranking", reranking_summary(run.config, final))
         finals = plain_table("split", "metric", "final")
-        for split, values in self.store.final_metrics(run.id).items():
+        for split, values in final.items():
             for key, value in sorted(values.items()):
                 finals.add_row(split, key, number(value))
         yield section("final metrics", finals)

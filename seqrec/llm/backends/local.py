@@ -42,6 +42,27 @@ def resolve_dtype(dtype: str, device: str) -> str:
     return "bfloat16" if bf16_supported() else "float32"
 
 
+def local_identity(record, dtype: str) -> str:
+    """What a local model's answers depend on: its weights and the dtype it computes in (a resolved one)."""
+    return f"{record.alias}@{record.sha256}/{dtype}"
+
+
+def single_token_id(tokenizer, label: str, alias: str) -> int:
+    """The id of ``label`` when it is exactly one token of the tokenizer, else an error naming its pieces."""
+    ids = tokenizer(label, add_special_tokens=False)["input_ids"]
+    if len(ids) != 1 or tokenizer.decode(ids) != label:
+        pieces = [tokenizer.decode([token]) for token in ids]
+        raise SeqrecError(f"score label {label!r} is not one token of {alias} (it is {pieces}); "
+                          f"choose labels that are single tokens")
+    return ids[0]
+
+
+def default_device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 class LocalBackend(Backend):
     name = "local"
 
@@ -54,7 +75,7 @@ class LocalBackend(Backend):
         if batch_size < 1:
             raise SeqrecError(f"batch_size must be at least 1, not {batch_size}")
         self.record = model_record(model)
-        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.device = device or default_device()
         self.dtype = resolve_dtype(dtype, self.device)
         self.batch_size = batch_size
         try:
@@ -73,7 +94,7 @@ class LocalBackend(Backend):
 
     @property
     def identity(self) -> str:
-        return f"{self.record.alias}@{self.record.sha256}/{self.dtype}"
+        return local_identity(self.record, self.dtype)
 
     @property
     def capabilities(self) -> Capabilities:
@@ -98,12 +119,7 @@ class LocalBackend(Backend):
                                      f"the {self.context_length}-token context of {self.record.alias}")
 
     def label_id(self, label: str) -> int:
-        ids = self.tokenizer(label, add_special_tokens=False)["input_ids"]
-        if len(ids) != 1 or self.tokenizer.decode(ids) != label:
-            pieces = [self.tokenizer.decode([token]) for token in ids]
-            raise SeqrecError(f"score label {label!r} is not one token of {self.record.alias} (it is {pieces}); "
-                              f"choose labels that are single tokens")
-        return ids[0]
+        return single_token_id(self.tokenizer, label, self.record.alias)
 
     def token_text(self, token_id: int) -> str:
         return self.tokenizer.decode([token_id])

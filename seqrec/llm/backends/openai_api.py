@@ -47,6 +47,11 @@ class Retryable(Exception):
         self.status, self.retry_after = status, retry_after
 
 
+def endpoint_identity(base_url: str, model: str) -> str:
+    """What an endpoint's answers depend on besides the request: the server and the model it serves."""
+    return f"{base_url.rstrip('/')}#{model}"
+
+
 def run_sync(coroutine):
     """Run a coroutine to the end from plain code, also when the caller already runs an event loop (a notebook)."""
     try:
@@ -118,7 +123,7 @@ class OpenAIBackend(Backend):
 
     @property
     def identity(self) -> str:
-        return f"{self.base_url}#{self.model}"
+        return endpoint_identity(self.base_url, self.model)
 
     @property
     def score_options(self) -> dict:
