@@ -15,6 +15,7 @@ from seqrec.cli import app
 from seqrec.experiments import plan as planner
 from seqrec.experiments.grid import expand
 from seqrec.experiments.stages import Request, Stage, base, register
+from seqrec.llm.backends.options import LLMOptions
 from seqrec.store import open_store
 from seqrec.training.options import fields_of, option
 
@@ -196,17 +197,15 @@ def test_a_stage_that_calls_an_llm_gets_the_endpoint_or_the_model_and_its_prompt
                                  '[experiments.here]\nstage = "ask"\nmodel = "small"\n')
     remote = planner.load_plan("remote", path)
     arguments = Ask().requests(remote, "remote")[0].arguments
-    assert arguments["llm"] == {"endpoint": "http://127.0.0.1:9/v1", "endpoint_model": "served-name",
-                                "api_key_env": "ASK_KEY", "max_concurrency": 4, "timeout": 60.0, "max_retries": 4,
-                                "capabilities": {}, "top_logprobs": 5, "check": False}
+    assert arguments["llm"] == LLMOptions(endpoint="http://127.0.0.1:9/v1", endpoint_model="served-name",
+                                          api_key_env="ASK_KEY", max_concurrency=4,
+                                          settings={"top_logprobs": 5, "check": False})
     assert "secret-value" not in repr(arguments)
-    from seqrec.llm.backends import open_backend
-
-    backend = open_backend(**arguments["llm"])  # the arguments build the endpoint's client as declared
+    backend = arguments["llm"].open()  # the endpoint's client as declared
     assert (backend.model, backend.max_concurrency, backend.score_options["top_logprobs"]) == ("served-name", 4, 5)
     assert arguments["template"] == str(tmp_path / "templates" / "mine.jinja")
     here = planner.load_plan("here", path)
-    assert Ask().requests(here, "here")[0].arguments == {"seed": 0, "llm": {"model": "smollm2-135m-instruct"},
+    assert Ask().requests(here, "here")[0].arguments == {"seed": 0, "llm": LLMOptions(llm="smollm2-135m-instruct"),
                                                          "template": None}
 
 

@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 from seqrec.cli import app
 from seqrec.errors import SeqrecError
 from seqrec.llm.backends import CachedLLM, Scores
+from seqrec.llm.backends.options import LLMOptions
 from seqrec.methods import rerank as reranking
 from seqrec.methods.rerank import (borda, fused_order, label_scores, parse_ordering, rerank, shown_order,
                                    user_rows)
@@ -187,8 +188,7 @@ def test_a_users_sample_is_recorded_and_the_same_for_every_setting(base, tiny_ll
     assert open_store().get_run(tiny_rerank(base, tiny_llama, template, users=999).run_id).config["users"] is None
 
 
-def test_an_interrupted_run_resumes_from_the_cache_and_ends_with_the_same_metrics(base, tiny_llama, template,
-                                                                                  monkeypatch):
+def test_an_interrupted_run_resumes_from_the_cache_and_ends_with_the_same_metrics(base, tiny_llama, template):
     options = dict(batch_size=2)  # slices of 8 users: the first is in the cache when the second is interrupted
     with killed_on_call(CachedLLM, "score", call=2), pytest.raises(KeyboardInterrupt):
         tiny_rerank(base, tiny_llama, template, **options)
@@ -199,18 +199,13 @@ def test_an_interrupted_run_resumes_from_the_cache_and_ends_with_the_same_metric
     # the first slice's 8 answers come from the cache (repeated prompts within a slice are hits too)
     assert llm["llm_cache_hits"] >= 8 and llm["llm_fresh_calls"] > 0
     assert llm["llm_cache_hits"] + llm["llm_fresh_calls"] == 40
-    store.delete_run(resumed.run_id)
-    monkeypatch.setattr("seqrec.llm.backends.CachedLLM", Uncached)
-    afresh = tiny_rerank(base, tiny_llama, template, **options)
-    assert store.final_metrics(afresh.run_id)["llm"]["llm_cache_hits"] == 0
+    # --no-cache: every request sent afresh, and the finished run not reused; the reference the cache must equal
+    afresh = rerank(base, LLMOptions(llm=str(tiny_llama), no_cache=True), template=template, top_k=5, labels=LABELS,
+                    **options)
+    assert store.final_metrics(afresh.run_id)["llm"] == {"llm_cache_hits": 0, "llm_fresh_calls": 40,
+                                                         "llm_retries": 0, "llm_failures": 0}
     assert afresh.metrics == resumed.metrics and interrupted.id not in (resumed.run_id, afresh.run_id)
-
-
-class Uncached(CachedLLM):
-    """Every request sent afresh: the reference an answer from the cache must equal."""
-
-    def __init__(self, backend, **options):
-        super().__init__(backend, **{**options, "no_cache": True})
+    assert afresh.run_id != resumed.run_id and not afresh.cached
 
 
 def test_a_repeat_and_a_run_answered_from_the_cache_never_load_the_llm(base, tiny_llama, template, monkeypatch):
@@ -234,8 +229,8 @@ def test_a_faulty_endpoint_completes_with_each_user_repaired_or_fallen_back(tmp_
     make_walk_dataset(tmp_path / "wide", name="wide", items=60, seed=2)  # no two of its 8 users share a prompt
     (base,) = train_model("sasrec", "wide", seeds=[0], hidden=16, heads=2, layers=1, epochs=1)
     with scripted_server(FAULTS) as server:
-        result = rerank(base, endpoint=server.url, endpoint_model="m", mode="generate", top_k=5, users=8,
-                        endpoint_options={"max_retries": 0, "timeout": 1, "max_concurrency": 1})
+        endpoint = LLMOptions(endpoint=server.url, endpoint_model="m", max_retries=0, timeout=1, max_concurrency=1)
+        result = rerank(base, endpoint, mode="generate", top_k=5, users=8)
         assert len(server.requests) == 8
     counts = result.counts
     assert (counts["parsed"], counts["repaired"], counts["fallback"]) == (1, 2, 5)
@@ -251,7 +246,7 @@ def test_a_faulty_endpoint_completes_with_each_user_repaired_or_fallen_back(tmp_
 def test_logprobs_through_seqrec_serve_read_the_labels_the_server_lists(base, template, tmp_path):
     model = build_chat_model(tmp_path / "chat")
     with seqrec_serve(model, tmp_path / "server-home") as url:
-        result = rerank(base, endpoint=url, endpoint_model="tiny", top_k=5, labels=LABELS, users=10,
+        result = rerank(base, LLMOptions(endpoint=url, endpoint_model="tiny"), top_k=5, labels=LABELS, users=10,
                         template=template)
     counts = result.counts
     # a label outside the server's top 20 next tokens gets the floor score: the answer is counted repaired
@@ -269,8 +264,8 @@ def test_titles_that_look_like_labels_or_template_syntax_do_not_change_what_is_r
                                                                   for i in range(24)])
     (base,) = train_model("sasrec", "tricky", seeds=[0], hidden=16, heads=2, layers=1, epochs=1)
     with scripted_server([("ok", "2, 1, 3, 5, 4")] * 6) as server:
-        result = rerank(base, endpoint=server.url, endpoint_model="m", mode="generate", top_k=5, users=6,
-                        endpoint_options={"max_retries": 0, "max_concurrency": 1})
+        endpoint = LLMOptions(endpoint=server.url, endpoint_model="m", max_retries=0, max_concurrency=1)
+        result = rerank(base, endpoint, mode="generate", top_k=5, users=6)
         prompt = server.requests[0]["messages"][0]["content"]
     assert result.counts["parsed"] == 6
     for row in pd.read_parquet(result.path).itertuples():

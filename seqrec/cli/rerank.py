@@ -5,14 +5,13 @@ from typing import Optional
 import typer
 
 from seqrec.cli._app import console
+from seqrec.llm.backends.options import LLMOptions
+from seqrec.training.options import cli_options, resolve
 
 
+@cli_options(LLMOptions)
 def rerank(
     run: str = typer.Argument(..., help="A finished training run (ID or run:ID): the base model."),
-    llm: Optional[str] = typer.Option(None, help="A registry LLM (alias or run:ID), e.g. smollm2-135m-instruct."),
-    endpoint: Optional[str] = typer.Option(None, help="An OpenAI-compatible server's base URL instead of --llm."),
-    endpoint_model: Optional[str] = typer.Option(None, help="The model the endpoint serves."),
-    api_key_env: Optional[str] = typer.Option(None, help="The environment variable holding the endpoint's API key."),
     noise: str = typer.Option("none", help="none, deletion or deletion:RATE (the same seeded deletion as `seqrec "
                               "evaluate --noise`)."),
     split: str = typer.Option("test", help="test or valid."),
@@ -30,13 +29,14 @@ def rerank(
     seed: int = typer.Option(0, help="Seed of the candidate permutations."),
     batch_size: int = typer.Option(16, help="Local model: prompts per padded batch."),
     experiment: Optional[str] = typer.Option(None, help="Tag the run with an experiment name."),
+    **llm_options,
 ) -> None:
     """Re-rank a trained model's top K with an LLM; prints re-ranked and base R@10/20, N@10/20 on the same users."""
     from seqrec.methods.rerank import rerank as rerank_base
 
-    result = rerank_base(run, llm, endpoint=endpoint, endpoint_model=endpoint_model, api_key_env=api_key_env,
-                         noise=noise, split=split, top_k=top_k, mode=mode, permutations=permutations, alpha=alpha,
-                         users=users, labels=labels, template=template, max_tokens=max_tokens, seed=seed,
+    llm = resolve("seqrec rerank", llm_options, LLMOptions)[0]
+    result = rerank_base(run, llm, noise=noise, split=split, top_k=top_k, mode=mode, permutations=permutations,
+                         alpha=alpha, users=users, labels=labels, template=template, max_tokens=max_tokens, seed=seed,
                          batch_size=batch_size, experiment=experiment)
     keys = ("recall@10", "ndcg@10", "recall@20", "ndcg@20")
     console.print("           " + "  ".join(f"{key:>9}" for key in keys), highlight=False)

@@ -32,6 +32,7 @@ import pandas as pd
 import torch
 
 from seqrec.errors import SeqrecError
+from seqrec.llm.backends.options import LLMOptions
 from seqrec.llm.prompts import render_prompt, template_file, template_variables
 from seqrec.recsys.guide import run_reference
 from seqrec.store import config_hash, file_digest, open_store
@@ -366,25 +367,8 @@ def rerank_label(name: str, mode: str, permutations: int, alpha: float) -> str:
     return f"{name}/{mode}" + (f"/P{permutations}" if permutations > 1 else "") + (f"/a{alpha:g}" if alpha < 1 else "")
 
 
-def llm_identity(llm: str | None, endpoint: str | None, endpoint_model: str | None, dtype: str) -> dict:
-    """The backend kind, answer identity and short name of the LLM, known without loading it."""
-    if (llm is None) == (endpoint is None) or (endpoint is not None and not endpoint_model):
-        raise SeqrecError("name either an LLM (--llm ALIAS or run:ID) or an endpoint (--endpoint URL "
-                          "--endpoint-model NAME)")
-    if endpoint is not None:
-        from seqrec.llm.backends.openai_api import endpoint_identity
-
-        return {"backend": "openai", "llm": endpoint_identity(endpoint, endpoint_model), "name": endpoint_model}
-    from seqrec.llm.backends.local import default_device, local_identity, resolve_dtype
-    from seqrec.llm.registry import model_record
-
-    record = model_record(llm)
-    return {"backend": "local", "llm": local_identity(record, resolve_dtype(dtype, default_device())),
-            "name": Path(record.alias).name}
-
-
-def rerank_config(base: int | str, llm: str | None = None, *, endpoint: str | None = None,
-                  endpoint_model: str | None = None, noise: str | None = None, split: str = "test", top_k: int = 20,
+def rerank_config(base: int | str, llm: str | LLMOptions | None = None, *, noise: str | None = None,
+                  split: str = "test", top_k: int = 20,
                   mode: str = "logprobs", permutations: int = 1, alpha: float = 1.0, users: int | None = None,
                   labels: str | None = None, template: str = "rerank", max_tokens: int | None = None, seed: int = 0,
                   dtype: str = "auto") -> dict:
@@ -398,7 +382,7 @@ def rerank_config(base: int | str, llm: str | None = None, *, endpoint: str | No
     check_options(mode, split, top_k, permutations, alpha, users, data.num_items)
     if users is not None and users >= len(getattr(data, split)):
         users = None  # every user: the same run as asking for all of them
-    identity = llm_identity(llm, endpoint, endpoint_model, dtype)
+    llm = LLMOptions.of(llm)
     return {"base_run": trained.id, "base_config_hash": trained.config_hash, "dataset": trained.dataset,
             "dataset_fingerprint": dataset_row.fingerprint, "model": trained.config["model"],
             "item_emb": trained.config.get("item_emb"), "eval": "full", "split": split,
@@ -407,45 +391,41 @@ def rerank_config(base: int | str, llm: str | None = None, *, endpoint: str | No
             "aggregate": "mean-logprob" if mode == "logprobs" else "borda", "permutations": permutations,
             "alpha": alpha, "seed": seed, "labels": candidate_labels(labels or DEFAULT_LABELS[mode], top_k),
             "template": str(template), "template_sha256": check_template(template),
-            "backend": identity["backend"], "llm": identity["llm"],
+            "backend": llm.backend_name, "llm": llm.identity(dtype),
             "max_tokens": (max_tokens or 4 * top_k + 8) if mode == "generate" else None,
             "users": users, "users_seed": USERS_SEED if users is not None else None,
-            "rerank": rerank_label(identity["name"], mode, permutations, alpha)}
+            "rerank": rerank_label(llm.name, mode, permutations, alpha)}
 
 
-def rerank(base: int | str, llm: str | None = None, *, endpoint: str | None = None,
-           endpoint_model: str | None = None, api_key_env: str | None = None, endpoint_options: dict | None = None,
-           batch_size: int = 16, experiment: str | None = None, **options) -> Reranked:
+def rerank(base: int | str, llm: str | LLMOptions | None = None, *, batch_size: int = 16,
+           experiment: str | None = None, **options) -> Reranked:
     """Re-rank a finished training run's top ``top_k`` for each user of ``split`` (or a fixed sample of ``users``)
-    with a registry LLM (``llm``: alias or run:ID) or an OpenAI-compatible ``endpoint`` (``endpoint_options``:
-    its timeout, retries, concurrency); a ``rerank`` run with the re-ranked and the base metrics on the same users
-    and each user's final ranking. ``options`` are those of :func:`rerank_config`."""
+    with a registry LLM (``llm``: alias or run:ID) or an OpenAI-compatible endpoint (``LLMOptions``); a ``rerank``
+    run with the re-ranked and the base metrics on the same users and each user's final ranking. ``options`` are
+    those of :func:`rerank_config`."""
     from seqrec.data.prepare import get_dataset, load_dataset
-    from seqrec.llm.backends import open_backend
 
-    config = rerank_config(base, llm, endpoint=endpoint, endpoint_model=endpoint_model, **options)
-    earlier = finished_rerank(config)
+    llm = LLMOptions.of(llm)
+    config = rerank_config(base, llm, **options)
+    earlier = None if llm.no_cache else finished_rerank(config)
     if earlier is not None:
         return earlier
     trained, weights = base_run(base)
-    if endpoint is not None:
-        backend, chat = open_backend(endpoint=endpoint, endpoint_model=endpoint_model, api_key_env=api_key_env,
-                                     **(endpoint_options or {})), True  # an endpoint applies its own chat template
+    if llm.endpoint is not None:
+        backend, chat = llm.open(), True  # an endpoint applies its own chat template
     else:
         from transformers import AutoTokenizer
 
-        from seqrec.llm.registry import model_record
-
-        record = model_record(llm)
+        record = llm.record()
         tokenizer = AutoTokenizer.from_pretrained(record.path)
         if config["mode"] == "logprobs":
             check_single_tokens(tokenizer, config["labels"], record.alias)
-        backend = DeferredBackend(config["llm"], lambda: open_backend(llm, batch_size=batch_size,
-                                                                      dtype=options.get("dtype", "auto")))
+        backend = DeferredBackend(config["llm"], lambda: llm.open(batch_size=batch_size,
+                                                                  dtype=options.get("dtype", "auto")))
         chat = bool(tokenizer.chat_template)
     try:
         return rerank_run(config, backend, chat, trained, weights, load_dataset(trained.dataset),
-                          Path(get_dataset(trained.dataset).path), batch_size, experiment)
+                          Path(get_dataset(trained.dataset).path), batch_size, experiment, llm.no_cache)
     finally:
         backend.close()
 
@@ -465,7 +445,7 @@ def finished_rerank(config: dict) -> Reranked | None:
 
 
 def rerank_run(config: dict, backend, chat: bool, trained, weights, data, data_folder: Path, batch_size: int,
-               experiment: str | None) -> Reranked:
+               experiment: str | None, no_cache: bool = False) -> Reranked:
     """A new run that re-ranks every chosen user."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -480,7 +460,7 @@ def rerank_run(config: dict, backend, chat: bool, trained, weights, data, data_f
                          inputs=[trained.id]) as run:
         started = time.perf_counter()
         candidates = base_candidates(config, trained, weights, data, data_folder, rows)
-        cached = CachedLLM(backend, store=store, run_id=run.id)
+        cached = CachedLLM(backend, store=store, run_id=run.id, no_cache=no_cache)
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                       transient=True) as bar:
             task = bar.add_task(f"re-ranking {len(rows):,} users", total=len(rows))

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar, NamedTuple
 
 from seqrec.errors import SeqrecError
+from seqrec.llm.backends.options import LLMOptions
 from seqrec.llm.registry import is_available
 from seqrec.store import config_hash, open_store
 
@@ -113,17 +114,18 @@ class Plan:
             return self.spec.models[value].alias
         return self.result(value)
 
-    def llm(self, name: str) -> dict:
-        """``open_backend``'s keyword arguments for the LLM an experiment names: its ``endpoint`` (an [endpoints]
-        table: the URL, the served model and the client's settings; the API key stays in its environment
-        variable) or else its ``model`` (an alias, or an earlier experiment's ``run:ID``; None while there is
-        none)."""
+    def llm(self, name: str):
+        """The LLM an experiment names, as ``LLMOptions``: its ``endpoint`` (an [endpoints] table: the URL, the
+        served model and the client's settings; the API key stays in its environment variable) or else its
+        ``model`` (an alias, or an earlier experiment's ``run:ID``; None while there is none)."""
         experiment = self.spec.experiments[name]
         if experiment.endpoint is None:
-            return {"model": self.model(name, "model")}
+            return LLMOptions(llm=self.model(name, "model"))
         spec = self.spec.endpoints[experiment.endpoint]
-        settings = spec.model_dump(exclude={"base_url", "model", "options"})
-        return {"endpoint": spec.base_url, "endpoint_model": spec.model, **settings, **spec.options}
+        settings = {**spec.options, **({"capabilities": spec.capabilities} if spec.capabilities else {})}
+        return LLMOptions(endpoint=spec.base_url, endpoint_model=spec.model, api_key_env=spec.api_key_env,
+                          max_concurrency=spec.max_concurrency, timeout=spec.timeout, max_retries=spec.max_retries,
+                          settings=settings)
 
     def template(self, name: str) -> str | None:
         """The template file of the experiment's ``prompt`` ([prompts] entry), relative paths taken from the
@@ -175,10 +177,11 @@ class Stage:
         dataset = arguments.get("dataset")
         if dataset is not None and open_store().get_dataset(dataset) is None:
             return False
-        models = set(self.needs) & {"model", "teacher", "student"}
-        if self.calls_llm and arguments.get("model") is not None:  # (an endpoint is checked when it is called)
-            models.add("model")
-        return all(is_available(arguments[key]) for key in models)
+        names = [arguments[key] for key in self.needs if key in ("model", "teacher", "student")]
+        llm = arguments.get("llm")
+        if self.calls_llm and isinstance(llm, LLMOptions) and llm.llm is not None:  # (an endpoint: when called)
+            names.append(llm.llm)
+        return all(is_available(name) for name in names)
 
     def resolve(self, arguments: dict) -> dict:
         """The fully resolved config of a request: every setting that changes the result, defaults filled in."""

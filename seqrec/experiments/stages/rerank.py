@@ -7,15 +7,13 @@ import inspect
 from seqrec.errors import SeqrecError
 from seqrec.experiments.grid import expand
 from seqrec.experiments.stages.base import Request, Stage, is_reference, register
-from seqrec.llm.registry import is_available
 from seqrec.methods.rerank import rerank, rerank_config
 from seqrec.store import open_store
 
 OF = "of"
 ITEM_EMB = "item_emb"
 TRAINED_KIND = "train"
-LLM_KEYS = ("llm", "endpoint", "endpoint_model")  # what the experiment's fields give, not its params
-EXECUTE_ONLY = ("api_key_env", "endpoint_options", "batch_size")  # how to call, not what is computed
+EXECUTE_ONLY = ("batch_size",)  # how to call, not what is computed
 
 
 @register
@@ -28,7 +26,7 @@ class Rerank(Stage):
     per_experiment = True
 
     def parameters(self):
-        return {OF, ITEM_EMB, "batch_size"} | set(inspect.signature(rerank_config).parameters) - {"base", *LLM_KEYS}
+        return {OF, ITEM_EMB, "batch_size"} | set(inspect.signature(rerank_config).parameters) - {"base", "llm"}
 
     def check(self, plan, name):
         experiment = plan.spec.experiments[name]
@@ -38,19 +36,12 @@ class Rerank(Stage):
                 raise SeqrecError(f"{plan.where(name, OF)}: {params[OF]!r} is not a {TRAINED_KIND} experiment of "
                                   "this file")
 
-    def llm_arguments(self, plan, name) -> dict:
-        experiment = plan.spec.experiments[name]
-        if experiment.endpoint is not None:
-            spec = plan.spec.endpoints[experiment.endpoint].model_dump()
-            options = {key: value for key, value in spec.items() if key not in ("base_url", "model", "api_key_env")}
-            return {"endpoint": spec["base_url"], "endpoint_model": spec["model"], "api_key_env": spec["api_key_env"],
-                    "endpoint_options": options}
-        return {"llm": plan.model(name, "model")}
-
     def requests(self, plan, name):
         experiment = plan.spec.experiments[name]
-        llm = self.llm_arguments(plan, name)
-        template = {"template": plan.spec.prompts[experiment.prompt].template} if experiment.prompt else {}
+        llm = plan.llm(name)
+        if llm.llm is None and llm.endpoint is None:  # an earlier experiment's model, not made yet
+            return [Request(params, waiting_for=experiment.model) for params in expand(experiment)]
+        template = {"template": plan.template(name)} if experiment.prompt else {}
         store = open_store()
         requests = []
         for params in expand(experiment):
@@ -68,12 +59,9 @@ class Rerank(Stage):
                 trained = [run for run in trained if (run.config.get("item_emb_source") or "id") == wanted]
             if not trained:
                 requests.append(Request(params, waiting_for=params[OF]))
-            requests += [Request({**params, "run": run.id}, {"base": run.id, **llm, **template, **options})
+            requests += [Request({**params, "run": run.id}, {"base": run.id, "llm": llm, **template, **options})
                          for run in trained]
         return requests
-
-    def resolvable(self, arguments):
-        return arguments.get("llm") is None or is_available(arguments["llm"])
 
     def resolve(self, arguments):
         return rerank_config(**{key: value for key, value in arguments.items() if key not in EXECUTE_ONLY})
