@@ -770,6 +770,7 @@ def finetune_config(distilled: int | None, model: str | None, dataset: str | Non
     return {**base_config("finetune", model, dataset, teacher, seed), "distilled_run": distilled,
             "soft_prompt_sha256": soft.sha256 if soft is not None else None,
             "variant": stage.ablation if stage.ablation != "none" else distill_ablation,
+            "eval": f"sampled:{stage.candidates - 1}",  # the protocol of the stored sets it is tested on
             "options": dict(sorted(options.items())), **dataclasses.asdict(stage), **dataclasses.asdict(train)}
 
 
