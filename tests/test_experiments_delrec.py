@@ -97,7 +97,7 @@ params = { ablation = "wo_sp", candidates = 5 }
 
 
 @pytest.mark.parametrize("change, message", [
-    (dict(distill_extra=', ablation = "w_xyz"'), "experiments.soft.params.ablation: ablation must be one of none, wo_ta"),
+    (dict(distill_extra=', ablation = "w_xyz"'), "experiments.soft.params.ablation: ablation must be one of none"),
     (dict(distill_extra=', ablation = "w_ulsr"'), "w_ulsr is an ablation of the delrec-finetune stage"),
     (dict(finetune_extra=', ablation = "wo_ta"'), "wo_ta is an ablation of the delrec-distill stage"),
     (dict(finetune_extra=', ablation = "wo_sp"'), "ablation wo_sp takes no distilled soft prompt"),

@@ -11,7 +11,7 @@ from seqrec.cli import app
 from seqrec.methods import delrec
 from seqrec.methods.delrec import (SOFT_PROMPT_MARK, DELRecModel, PromptBuilder, PromptSet, TaskWeighting,
                                    distill_pattern, finetune, load_llm, random_soft_prompt, title_table)
-from seqrec.recsys.metrics import ndcg_bounds
+from seqrec.report.tables import ndcg_bounds
 from seqrec.recsys.runner import train_model
 from seqrec.store import open_store
 

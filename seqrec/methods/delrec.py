@@ -45,14 +45,13 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from seqrec.errors import SeqrecError
-from seqrec.methods.delrec_options import (DISTILL_ABLATIONS, FINETUNE_ABLATIONS, DistillStageConfig, DistillTraining,
-                                           FinetuneStageConfig, FinetuneTraining)
+from seqrec.methods.delrec_options import (DISTILL_ABLATIONS, FINETUNE_ABLATIONS, MODEL_NAMES, DistillStageConfig,
+                                           DistillTraining, FinetuneStageConfig, FinetuneTraining)
 from seqrec.store import config_hash, open_store
 from seqrec.training.options import resolve
 
 SOFT_PROMPT_MARK = "\x00soft prompt\x00"  # where the soft prompt goes in a rendered prompt (titles cannot hold \x00)
 TASKS = ("ta", "rps")
-MODEL_NAMES = {"sasrec": "SASRec", "gru4rec": "GRU4Rec", "caser": "Caser", "bert4rec": "BERT4Rec"}
 # w MCP: a hand-written description of each conventional model in place of the soft prompt.
 PATTERN_DESCRIPTIONS = {
     "sasrec": "it embeds the items of the history in order, lets every position attend to the earlier ones with "
@@ -370,7 +369,8 @@ class TaskWeighting(nn.Module):
         if not bool((self.first_losses > 0).all()):
             self.first_losses.copy_(values)
         gradients = [torch.autograd.grad(loss, parameters, allow_unused=True) for loss in losses]
-        norms = torch.stack([torch.sqrt(sum((g.float() ** 2).sum() for g in task if g is not None)) for task in gradients])
+        norms = torch.stack([torch.sqrt(sum((g.float() ** 2).sum() for g in task if g is not None))
+                             for task in gradients])
         weights = (values / self.first_losses).sqrt() / (norms + 1e-12)
         lambdas = len(losses) * weights / weights.sum()
         surrogate = values.new_zeros(())
@@ -684,8 +684,8 @@ def distill_run(config: dict, experiment: str | None, resume: int | None) -> int
         train_set = PromptSet(distill_prompts(builder, data, stage, teacher, users, histories, targets, seed), pad)
         valid_users, valid_histories, valid_targets, _ = split_examples(data, "valid", stage.valid_examples, seed)
         keep = (valid_histories > 0).sum(1) >= 2
-        valid_set = PromptSet(distill_prompts(builder.reseed(seed + 1), data, stage, teacher, valid_users[keep], valid_histories[keep],
-                                              valid_targets[keep], seed + 1), pad)
+        valid_set = PromptSet(distill_prompts(builder.reseed(seed + 1), data, stage, teacher, valid_users[keep],
+                                              valid_histories[keep], valid_targets[keep], seed + 1), pad)
         adalora = None
         if stage.ablation == "w_udpsm":  # the LLM trains too, through the same adapters as stage 2
             steps = optimizer_steps(len(train_set), train, process_state().num_processes)

@@ -16,6 +16,10 @@ DISTILL_ABLATIONS = ("wo_ta", "wo_rps", "w_udpsm")
 FINETUNE_ABLATIONS = ("wo_sp", "w_mcp", "w_usp", "w_ulsr")
 ABLATIONS = ("none", *DISTILL_ABLATIONS, *FINETUNE_ABLATIONS)
 VERBALIZERS = ("title", "first_token")
+# How the paper names the conventional models and the ablations (Tables II-IV); reports and the dashboard use them.
+MODEL_NAMES = {"sasrec": "SASRec", "gru4rec": "GRU4Rec", "caser": "Caser", "bert4rec": "BERT4Rec"}
+ABLATION_LABELS = {"none": "Default", "wo_ta": "w/o TA", "wo_rps": "w/o RPS", "w_udpsm": "w UDPSM", "wo_sp": "w/o SP",
+                   "w_mcp": "w MCP", "w_usp": "w USP", "w_ulsr": "w ULSR"}
 
 
 @dataclass
