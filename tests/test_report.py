@@ -259,9 +259,11 @@ def test_the_papers_ndcg_beyond_its_hr_bounds_is_noted_and_ours_stays_within(del
     assert "exceeds" not in " ".join(report_table("delrec").footnotes)
 
 
-def test_a_pattern_selects_a_study_spread_over_experiments(store):
-    add_run(store, eval="sampled:14", experiment="delrec-cpu-baselines", metrics=sampled(0.3, 0.6, 0.45, 0.75, 0.5))
+def test_patterns_select_a_study_spread_over_experiments(store):
+    add_run(store, eval="sampled:14", experiment="delrec-base-sasrec", metrics=sampled(0.3, 0.6, 0.45, 0.75, 0.5))
     add_delrec_run(store, experiment="delrec-cpu-finetune", metrics=sampled(0.3, 0.6, 0.45, 0.75, 0.5))
     add_delrec_run(store, experiment="delrec-gpu-finetune", llm="flan-t5-xl", metrics=sampled(0.4, 0.7, 0.5, 0.8, 0.6))
-    labels = [row.label for row in report_table("delrec", experiment="delrec-cpu-*").rows]
+    labels = [row.label for row in report_table("delrec", experiment="delrec-base-*, delrec-cpu-*").rows]
     assert labels == ["SASRec", "DELRec (SASRec), smollm2-135m-instruct"]
+    assert [row.label for row in report_table("delrec", experiment="delrec-cpu-*").rows] == [
+        "DELRec (SASRec), smollm2-135m-instruct"]

@@ -67,8 +67,10 @@ def _column_value(run: Run, key: str):
 
 def _runs_frame(store: Store, spec: TableSpec, experiment: str | None) -> pd.DataFrame:
     """One row per run of the table (any status), oldest first: its row label, baseline row and column group."""
-    if experiment is not None and any(mark in experiment for mark in "*?["):  # a study spread over experiments
-        runs = [run for run in store.list_runs(limit=None) if fnmatch.fnmatchcase(run.experiment or "", experiment)]
+    if experiment is not None and any(mark in experiment for mark in ",*?["):  # a study over several experiments
+        patterns = [pattern.strip() for pattern in experiment.split(",")]
+        runs = [run for run in store.list_runs(limit=None)
+                if any(fnmatch.fnmatchcase(run.experiment or "", pattern) for pattern in patterns)]
     else:
         runs = store.list_runs(experiment=experiment, limit=None)
     runs = [run for run in runs if run.kind in spec.kinds and spec.include(run.config)]
