@@ -119,3 +119,16 @@ def test_a_teacher_that_names_no_train_experiment_is_refused(tmp_path, tiny_llam
     assert result.exit_code == 2
     assert "experiments.soft.teacher: 'train:data': name an experiment of this file with stage = 'train'" in \
         " ".join(result.output.split())
+
+
+@pytest.mark.parametrize("size", ["cpu", "gpu"])
+def test_the_shipped_delrec_study_plans_baselines_delrec_with_each_and_the_ablations(project_root, size):
+    plan = planner.make_plan(f"delrec-{size}", project_root / "experiments.toml")
+    points = [point for name in plan.order for point in plan.points[name]]
+    per_stage = {stage: sum(point.stage == stage for point in points) for stage in ("train", "delrec-distill",
+                                                                                    "delrec-finetune")}
+    # 3 seeds of: 3 conventional models; stage 1 for each and for 3 ablations; stage 2 for those and 4 more
+    assert per_stage == {"train": 9, "delrec-distill": 18, "delrec-finetune": 30}
+    ablations = {point.params.get("ablation", "none") for point in points if point.stage == "delrec-finetune"}
+    assert ablations == {"none", "wo_sp", "w_mcp", "w_usp", "w_ulsr"}
+    assert not [point.error for point in points if point.status == "failed"]
