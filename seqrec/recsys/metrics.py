@@ -6,8 +6,6 @@ model that gives every item the same score gets no credit.
 
 from __future__ import annotations
 
-import math
-
 import torch
 
 FULL_KS = (1, 5, 10, 20)

@@ -4,7 +4,7 @@ train experiment, whose run of the same seed is the conventional model distilled
 
 from seqrec.errors import SeqrecError
 from seqrec.experiments.grid import expand
-from seqrec.experiments.stages.base import Found, Request, Stage, register
+from seqrec.experiments.stages.base import Request, Stage, register
 from seqrec.llm.registry import is_available
 from seqrec.methods.delrec_options import (DISTILL_ABLATIONS, FINETUNE_ABLATIONS, DistillStageConfig,
                                            DistillTraining)
