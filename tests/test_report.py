@@ -230,7 +230,7 @@ def test_the_delrec_table_sets_each_delrec_row_under_its_conventional_model(delr
     delrec = table.rows[1].cells[4]
     expected = stats.ttest_rel([0.541, 0.543, 0.548], [0.500, 0.501, 0.502]).pvalue
     assert delrec.p_value == pytest.approx(expected) and delrec.significant
-    assert "DELRec's conventional model" in " ".join(table.footnotes)
+    assert "its conventional model alone (DELRec (SASRec) against SASRec)" in " ".join(table.footnotes)
 
 
 def test_the_delrec_ablation_table_tests_each_variant_against_the_default(delrec_study):

@@ -109,7 +109,7 @@ TABLES = {
         row_keys=("model", "teacher_model", "variant"),
         baseline=lambda config: {"model": config["teacher_model"], "teacher_model": None} if config.get(
             "teacher_model") else {},
-        baseline_note="DELRec's conventional model (DELRec (SASRec) against SASRec)",
+        baseline_note="its conventional model alone (DELRec (SASRec) against SASRec)",
         label=_delrec_row,
         kinds=("train", "delrec-finetune"),
     ),
