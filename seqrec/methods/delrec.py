@@ -27,7 +27,9 @@ prompt included) runs once; its key/value cache is repeated for the 15 titles, w
 share one (e.g. "The ...") tie, and ties count against the label (pessimistic ranks).
 
 Both stages use Lion with a linear warm-up. Encoder-decoder LLMs (T5) take the prompt in the encoder (run once)
-and the titles in the decoder.
+and the titles in the decoder. Two options depart from the paper's defaults: ``prompt_format = "chat"`` puts every
+prompt in the model's chat template (instruct models), and ``soft_prompts = "per_task"`` trains one soft prompt per
+stage-1 task, as the authors' code does, and shows both in stage 2.
 """
 
 from __future__ import annotations
@@ -661,7 +663,6 @@ def check_catalogue(config, data, top_h: int = 0) -> None:
 def distill_config(model: str, dataset: str, teacher: int, seed: int, options: dict) -> dict:
     """The fully resolved config of a stage-1 run: its identity and everything needed to rerun it."""
     from seqrec.data.prepare import load_dataset
-
     from seqrec.llm.registry import model_record
 
     stage, train = resolve_distill(options)
@@ -781,6 +782,7 @@ def finetune_config(distilled: int | None, model: str | None, dataset: str | Non
                     options: dict) -> dict:
     """The fully resolved config of a stage-2 run."""
     from seqrec.data.prepare import get_dataset, load_dataset
+    from seqrec.llm.registry import model_record
     from seqrec.recsys.evaluate import stored_candidates
 
     stage, train = resolve_finetune(options)
@@ -797,8 +799,6 @@ def finetune_config(distilled: int | None, model: str | None, dataset: str | Non
         model, dataset, teacher = run.config["model"], run.dataset, run.config["teacher_run"]
     if model is None or dataset is None or teacher is None:
         raise SeqrecError("delrec finetune needs --model, --dataset and --teacher for this ablation")
-    from seqrec.llm.registry import model_record
-
     check_prompt_format(stage, model_record(model).path)
     data = load_dataset(dataset)
     check_catalogue(stage, data)
