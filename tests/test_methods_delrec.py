@@ -11,7 +11,7 @@ from seqrec.cli import app
 from seqrec.methods import delrec
 from seqrec.methods.delrec import (SOFT_PROMPT_MARK, DELRecModel, PromptBuilder, PromptSet, TaskWeighting,
                                    distill_pattern, finetune, load_llm, random_soft_prompt, title_table)
-from seqrec.recsys.metrics import ndcg_bounds
+from seqrec.report.tables import ndcg_bounds
 from seqrec.recsys.runner import train_model
 from seqrec.store import open_store
 
@@ -60,12 +60,46 @@ def test_the_soft_prompt_follows_the_instruction_and_ablations_change_the_senten
     prompt = builder(tiny_llama, soft_tokens=3).recommendation([1, 2], 3, [9, 10])
     tokenizer = AutoTokenizer.from_pretrained(tiny_llama)
     start = prompt.ids.index(-1)
-    assert prompt.ids[start:start + 3] == [-1] * 3 and prompt.ids.count(-1) == 3
+    assert prompt.ids[start:start + 3] == [-1, -2, -3] and sum(token < 0 for token in prompt.ids) == 3
     assert tokenizer.decode(prompt.ids[:start]).endswith("The recommendation pattern of the SASRec model is: ")
     without = builder(tiny_llama, pattern="").recommendation([1, 2], 3, [9, 10])
     assert -1 not in without.ids and "pattern" not in without.text
     described = builder(tiny_llama, pattern=delrec.PATTERN_DESCRIPTIONS["sasrec"]).recommendation([1, 2], 3, [9])
     assert "self-attention" in described.text and -1 not in described.ids
+
+
+CHAT_TEMPLATE = ("{% for message in messages %}<|{{ message.role }}|>{{ message.content }}<|end|>{% endfor %}"
+                 "{% if add_generation_prompt %}<|assistant|>{% endif %}")
+
+
+def test_a_chat_prompt_is_one_user_turn_with_the_soft_prompt_inside_and_the_answer_after_it(tiny_llama):
+    make = builder(tiny_llama)
+    make.tokenizer.chat_template = CHAT_TEMPLATE
+    make.chat = True
+    prompt = make.recommendation([1, 2], 3, [9, 10])
+    assert prompt.text.startswith("<|user|>Refer to the recommendation pattern")
+    assert prompt.text.endswith("might be:<|end|><|assistant|>")
+    assert sum(token < 0 for token in prompt.ids) == 3
+    assert make.tokenizer.decode(prompt.ids[-40:]).replace(" ", "").endswith("<|end|><|assistant|>")  # answer next
+
+
+def test_a_chat_prompt_for_a_model_without_a_chat_template_is_refused(teacher, walk, tiny_llama):
+    result = CliRunner().invoke(app, ["delrec", "distill", "--model", str(tiny_llama), "--dataset", walk.name,
+                                      "--teacher", str(teacher), "--prompt-format", "chat"])
+    assert result.exit_code == 2 and "has no chat template" in " ".join(result.output.split())
+    assert not open_store().list_runs(kind=delrec.DISTILL_KIND)
+
+
+def test_one_soft_prompt_per_task_gives_each_task_its_own_vectors(tiny_llama):
+    make = PromptBuilder(TITLES, AutoTokenizer.from_pretrained(tiny_llama), "SASRec", "item", SOFT_PROMPT_MARK, 3,
+                         seed=0, soft_offsets={"delrec_ta": 0, "delrec_rps": 3})
+    ta = make.temporal_analysis([1, 2, 3, 4], 5, [10, 11], icl=1)
+    rps = make.pattern_simulating([1, 2, 3], top=[7, 8], negatives=[20])
+    assert [token for token in ta.ids if token < 0] == [-1, -2, -3]
+    assert [token for token in rps.ids if token < 0] == [-4, -5, -6]
+    batch = PromptSet([(ta, rps)], 0).collate([(ta, rps)])
+    assert sorted(batch[2][batch[2] >= 0].tolist()) == [0, 1, 2] and sorted(batch[7][batch[7] >= 0].tolist()) == [
+        3, 4, 5]
 
 
 def test_titles_are_quoted_on_one_line():
@@ -321,6 +355,10 @@ def test_the_ablations_change_what_each_stage_trains_and_shows(teacher, walk, ti
     stage2 = {**STAGE2, "epochs": 1}
     after_udpsm = finetune(updated, **stage2)
     assert store.get_run(after_udpsm).config["variant"] == "w_udpsm"
+    per_task = distill_pattern(str(tiny_llama), walk.name, teacher, soft_prompts="per_task", **one_epoch)
+    shape = torch.load(store.artifacts(per_task, kind="soft-prompt")[0].path)["soft_prompt"].shape
+    assert tuple(shape) == (2 * SMALL["soft_tokens"], 32)  # TA's vectors, then RPS's; stage 2 shows both
+    assert store.get_run(finetune(per_task, **stage2)).status == "finished"
     ulsr = finetune(updated, ablation="w_ulsr", **stage2)
     distilled_prompt = torch.load(store.artifacts(updated, kind="soft-prompt")[0].path)["soft_prompt"]
     assert not torch.equal(torch.load(store.artifacts(ulsr, kind="soft-prompt")[0].path)["soft_prompt"],

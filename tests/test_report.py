@@ -12,6 +12,7 @@ from seqrec.cli._app import command_group
 from seqrec.cli.report import report
 from seqrec.errors import SeqrecError
 from seqrec.report import build_table, report_table
+from seqrec.report.tables import ndcg_bounds
 from seqrec.report.published import published_dataset, published_tables
 from seqrec.store import Run, open_store
 
@@ -97,21 +98,31 @@ def test_tables_pick_their_runs(store):
     assert labels["ablation"] == ["sasrec + smollm2-135m", "sasrec + distilled", "w/o TA"]
 
 
+def add_delrec_run(store, *, teacher="sasrec", variant="none", dataset="ml-100k", seed=0, metrics=None,
+                   llm="smollm2-135m-instruct", experiment="study") -> Run:
+    """A DELRec stage-2 run as `seqrec delrec finetune` records it (model: the LLM; teacher_model: the conventional
+    model; variant: the ablation)."""
+    return add_run(store, kind="delrec-finetune", model=llm, teacher_model=teacher, variant=variant, dataset=dataset,
+                   seed=seed, metrics=metrics, eval="sampled:14", stage="finetune", experiment=experiment)
+
+
 def test_paper_numbers_where_dataset_and_protocol_match(store):
     add_run(store, dataset="ml-100k", eval="sampled:14", metrics={"hr@1": 0.3, "hr@10": 0.8})
     add_run(store, dataset="amazon-video_games", metrics={"recall@10": 0.07})
     table = build_table("main", paper=True)
-    assert "002-T2 DELRec (SASRec) | 0.3701 | 0.8386 |" in table
     assert "000-T1 SASRec + Ours(w/ Smollm2-135M) | - | - | 0.0860 |" in table
-    assert "paper 002\\_4599abe5b77946c7.txt, Table II (MovieLens-100K, Steam)" in table
-    assert "002-T2" not in build_table("main")
+    assert "002-T2" not in table  # DELRec's Table II belongs to the delrec table
+    delrec = build_table("delrec", paper=True)
+    assert "002-T2 DELRec (SASRec) | 0.3701 | 0.8386 |" in delrec
+    assert "paper 002\\_4599abe5b77946c7.txt, Table II (MovieLens-100K, Steam)" in delrec
+    assert "002-T2" not in build_table("delrec")
 
 
 def test_paper_numbers_of_each_table_kind(store):
-    add_run(store, dataset="ml-100k", eval="sampled:14", variant="w/o TA", metrics={"hr@1": 0.3})
+    add_delrec_run(store, variant="wo_ta", metrics={"hr@1": 0.3})
     add_run(store, dataset="goodreads", item_emb="distilled", metrics={"ndcg@10": 0.1})
     add_run(store, dataset="goodreads", item_emb="distilled", noise="deletion", metrics={"ndcg@10": 0.1})
-    assert "002-T4 w/o TA | 0.3425 |" in build_table("ablation", paper=True)
+    assert "002-T4 w/o TA | 0.3425 |" in build_table("delrec-ablation", paper=True)
     noise = build_table("noise", paper=True)
     assert "000-NS Smollm2-135M (noise, re-rank) | 0.0756 |" in noise and "000-T1" not in noise
     assert "000-T2 Distillated model | 0.8900 |" in build_table("distill", paper=True)
@@ -127,7 +138,7 @@ def test_published_data_as_printed():
     assert values["002-T2"]["KDALRD", "home-kitchen", "ndcg@10"] == (0.1945, None)
     assert values["002-T3"]["w USP", "steam", "ndcg@5"] == (0.4316, None)
     assert values["002-T4"]["w/o PRS", "beauty", "hr@10"] == (0.5431, None)
-    assert len(published_tables("ablation")) == 4
+    assert len(published_tables("delrec-ablation")) == 4 and len(published_tables("delrec")) == 2
     assert published_dataset("MovieLens-100K") == "ml-100k" and published_dataset("Home_and_Kitchen") == "home-kitchen"
     assert published_dataset("ml-1m") is None
 
@@ -221,3 +232,72 @@ def test_reranked_rows_over_seeds_are_tested_over_seeds(store):
         add_rerank(store, seed=seed, reranked=reranked, base=base, p=0.9)
     row = next(row for row in report_table("noise").rows if "rerank=" in row.label)
     assert row.cells[0].p_value == pytest.approx(stats.ttest_rel([0.20, 0.22, 0.25], [0.10, 0.11, 0.12]).pvalue)
+
+
+# DELRec's tables ------------------------------------------------------------------------------------------------------
+def sampled(hr1, hr5, ndcg5, hr10, ndcg10):
+    return {"hr@1": hr1, "hr@5": hr5, "ndcg@5": ndcg5, "hr@10": hr10, "ndcg@10": ndcg10}
+
+
+@pytest.fixture
+def delrec_study(store):
+    """SASRec and GRU4Rec on the stored candidate sets, DELRec with each, and two ablations, over 3 seeds; a SASRec
+    trained for the first paper's full ranking, which no DELRec table shows."""
+    for seed in (0, 1, 2):
+        add_run(store, seed=seed, eval="sampled:14", metrics=sampled(0.30, 0.60, 0.45, 0.75, 0.50 + seed / 1000))
+        add_run(store, model="gru4rec", seed=seed, eval="sampled:14", metrics=sampled(0.28, 0.58, 0.43, 0.74, 0.48))
+        add_run(store, seed=seed, metrics={"recall@10": 0.1})
+        add_delrec_run(store, seed=seed, metrics=sampled(0.34, 0.66, 0.50, 0.80, [0.541, 0.543, 0.548][seed]))
+        add_delrec_run(store, teacher="gru4rec", seed=seed, metrics=sampled(0.31, 0.61, 0.46, 0.76, 0.51))
+        add_delrec_run(store, variant="wo_sp", seed=seed,
+                       metrics=sampled(0.29, 0.59, 0.44, 0.74, [0.490, 0.487, 0.485][seed]))
+        add_delrec_run(store, variant="w_ulsr", seed=seed, metrics=sampled(0.33, 0.65, 0.49, 0.79, 0.535))
+    return store
+
+
+def test_the_delrec_table_sets_each_delrec_row_under_its_conventional_model(delrec_study):
+    table = report_table("delrec")
+    assert [row.label for row in table.rows] == ["SASRec", "DELRec (SASRec), smollm2-135m-instruct", "GRU4Rec",
+                                                 "DELRec (GRU4Rec), smollm2-135m-instruct"]
+    assert [column.metric_label for column in table.columns] == ["HR@1", "HR@5", "N@5", "HR@10", "N@10"]
+    assert {column.group for column in table.columns} == {"ml-100k (sampled:14)"}
+    delrec = table.rows[1].cells[4]
+    expected = stats.ttest_rel([0.541, 0.543, 0.548], [0.500, 0.501, 0.502]).pvalue
+    assert delrec.p_value == pytest.approx(expected) and delrec.significant
+    assert "its conventional model alone (DELRec (SASRec) against SASRec)" in " ".join(table.footnotes)
+
+
+def test_the_delrec_ablation_table_tests_each_variant_against_the_default(delrec_study):
+    table = report_table("delrec-ablation")
+    labels = [row.label for row in table.rows]
+    assert labels[0] == "Default (SASRec, smollm2-135m-instruct)"
+    assert set(labels) == {"Default (SASRec, smollm2-135m-instruct)", "w/o SP (SASRec, smollm2-135m-instruct)",
+                           "w ULSR (SASRec, smollm2-135m-instruct)", "Default (GRU4Rec, smollm2-135m-instruct)"}
+    without = next(row for row in table.rows if row.label.startswith("w/o SP"))
+    expected = stats.ttest_rel([0.490, 0.487, 0.485], [0.541, 0.543, 0.548]).pvalue
+    assert without.cells[4].p_value == pytest.approx(expected)
+    assert "002-T3 w/o SP | 0.3020 |" in build_table("delrec-ablation", paper=True)
+
+
+def test_the_papers_ndcg_beyond_its_hr_bounds_is_noted_and_ours_stays_within(delrec_study):
+    table = report_table("delrec", paper=True)
+    notes = " ".join(table.footnotes)
+    assert ("002-T2 DELRec (SASRec), ml-100k (sampled:14): N@10 0.5950 exceeds 0.5760, the most that its HR@1/5/10 "
+            "and N@5 allow") in notes
+    ours = [row for row in table.rows if not row.published]
+    assert ours and not any(note.startswith(f"{row.label}, ") for row in ours for note in table.footnotes)
+    for row in ours:  # the bounds hold for every one of our rows, mean over seeds included
+        means = {column.metric: cell.mean for column, cell in zip(table.columns, row.cells)}
+        for metric, (low, high) in ndcg_bounds(means).items():
+            assert low - 1e-9 <= means[metric] <= high + 1e-9
+    assert "exceeds" not in " ".join(report_table("delrec").footnotes)
+
+
+def test_patterns_select_a_study_spread_over_experiments(store):
+    add_run(store, eval="sampled:14", experiment="delrec-base-sasrec", metrics=sampled(0.3, 0.6, 0.45, 0.75, 0.5))
+    add_delrec_run(store, experiment="delrec-cpu-finetune", metrics=sampled(0.3, 0.6, 0.45, 0.75, 0.5))
+    add_delrec_run(store, experiment="delrec-gpu-finetune", llm="flan-t5-xl", metrics=sampled(0.4, 0.7, 0.5, 0.8, 0.6))
+    labels = [row.label for row in report_table("delrec", experiment="delrec-base-*, delrec-cpu-*").rows]
+    assert labels == ["SASRec", "DELRec (SASRec), smollm2-135m-instruct"]
+    assert [row.label for row in report_table("delrec", experiment="delrec-cpu-*").rows] == [
+        "DELRec (SASRec), smollm2-135m-instruct"]

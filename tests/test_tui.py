@@ -182,3 +182,32 @@ async def test_a_reranking_run_shows_its_llm_mode_and_how_its_answers_fared(stor
         labels = [str(table.get_row_at(index)[0]) for index in range(table.row_count)]
         assert "sasrec + distilled, noise=deletion, users=50" in labels
         assert "sasrec + distilled, noise=deletion, rerank=smollm2/generate, users=50" in labels
+
+
+async def test_delrec_runs_and_both_delrec_tables(store):
+    from test_report import add_delrec_run, sampled
+
+    for seed in (0, 1):
+        add_run(store, seed=seed, eval="sampled:14", experiment="delrec", metrics=sampled(0.3, 0.6, 0.45, 0.75, 0.5))
+        add_delrec_run(store, seed=seed, experiment="delrec", metrics=sampled(0.34, 0.66, 0.5, 0.8, 0.54))
+        add_delrec_run(store, seed=seed, variant="w_usp", experiment="delrec", metrics=sampled(0.3, 0.6, 0.45, 0.75,
+                                                                                              0.5))
+    app = SeqrecDashboard(store=store, experiment="delrec", refresh=0)
+    async with app.run_test(size=SIZE) as pilot:
+        text = screen_text(app)
+        assert "DELRec (SASRec) ml-100k" in text and "DELRec (SASRec) w U… ml-100k" in text  # 20 characters shown
+        await pilot.press("slash", *" kind=delrec-finetune", "enter")
+        assert len(rows(app)) == 4
+        await pilot.press("r", "5")
+        assert app.screen.kind == "delrec"
+        table = app.screen.query_one("#report", DataTable)
+        assert [str(table.get_row_at(index)[0]) for index in range(table.row_count)] == [
+            "SASRec", "DELRec (SASRec), smollm2-135m-instruct"]
+        await pilot.press("6")
+        assert app.screen.kind == "delrec-ablation"
+        table = app.screen.query_one("#report", DataTable)
+        assert [str(table.get_row_at(index)[0]) for index in range(table.row_count)] == [
+            "Default (SASRec, smollm2-135m-instruct)", "w USP (SASRec, smollm2-135m-instruct)"]
+        await pilot.press("p")
+        table = app.screen.query_one("#report", DataTable)
+        assert "002-T3 w USP" in [str(table.get_row_at(index)[0]) for index in range(table.row_count)]

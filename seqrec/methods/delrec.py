@@ -27,7 +27,9 @@ prompt included) runs once; its key/value cache is repeated for the 15 titles, w
 share one (e.g. "The ...") tie, and ties count against the label (pessimistic ranks).
 
 Both stages use Lion with a linear warm-up. Encoder-decoder LLMs (T5) take the prompt in the encoder (run once)
-and the titles in the decoder.
+and the titles in the decoder. Two options depart from the paper's defaults: ``prompt_format = "chat"`` puts every
+prompt in the model's chat template (instruct models), and ``soft_prompts = "per_task"`` trains one soft prompt per
+stage-1 task, as the authors' code does, and shows both in stage 2.
 """
 
 from __future__ import annotations
@@ -45,14 +47,13 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from seqrec.errors import SeqrecError
-from seqrec.methods.delrec_options import (DISTILL_ABLATIONS, FINETUNE_ABLATIONS, DistillStageConfig, DistillTraining,
-                                           FinetuneStageConfig, FinetuneTraining)
+from seqrec.methods.delrec_options import (DISTILL_ABLATIONS, FINETUNE_ABLATIONS, MODEL_NAMES, DistillStageConfig,
+                                           DistillTraining, FinetuneStageConfig, FinetuneTraining)
 from seqrec.store import config_hash, open_store
 from seqrec.training.options import resolve
 
 SOFT_PROMPT_MARK = "\x00soft prompt\x00"  # where the soft prompt goes in a rendered prompt (titles cannot hold \x00)
 TASKS = ("ta", "rps")
-MODEL_NAMES = {"sasrec": "SASRec", "gru4rec": "GRU4Rec", "caser": "Caser", "bert4rec": "BERT4Rec"}
 # w MCP: a hand-written description of each conventional model in place of the soft prompt.
 PATTERN_DESCRIPTIONS = {
     "sasrec": "it embeds the items of the history in order, lets every position attend to the earlier ones with "
@@ -92,6 +93,25 @@ def distill_tasks(config: DistillStageConfig) -> tuple[str, ...]:
     return tuple(task for task in TASKS if config.ablation != f"wo_{task}")
 
 
+def soft_prompt_offsets(config: DistillStageConfig, tasks: tuple[str, ...]) -> dict[str, int]:
+    """per_task: each task's template shows its own block of soft_tokens vectors (TA first, then RPS); shared: {}.
+    Stage 2 then shows the whole soft prompt, both blocks in that order."""
+    if config.soft_prompts == "shared":
+        return {}
+    return {f"delrec_{task}": index * config.soft_tokens for index, task in enumerate(tasks)}
+
+
+def check_prompt_format(config, model_path: str) -> None:
+    """A chat prompt needs a tokenizer with a chat template (instruct models have one, base models often not)."""
+    if config.prompt_format != "chat":
+        return
+    from transformers import AutoTokenizer
+
+    if not AutoTokenizer.from_pretrained(model_path).chat_template:
+        raise SeqrecError(f"--prompt-format chat: {model_path} has no chat template (a base model?); use "
+                          "--prompt-format plain")
+
+
 # prompts ------------------------------------------------------------------------------------------------------------
 def quoted(title: str) -> str:
     """A title as prompt data: on one line, in double quotes (its own double quotes become single ones)."""
@@ -100,8 +120,8 @@ def quoted(title: str) -> str:
 
 @dataclass
 class Prompt:
-    """One prompt: its text, its token ids (-1 where a soft-prompt vector goes), its candidate items in the order
-    the prompt lists them, and the index of the label among them."""
+    """One prompt: its text, its token ids (-1 - k where soft-prompt vector k goes), its candidate items in the
+    order the prompt lists them, and the index of the label among them."""
 
     text: str
     ids: list[int]
@@ -110,12 +130,18 @@ class Prompt:
 
 
 class PromptBuilder:
-    """Renders the three prompts of the paper (TA, RPS, LSR) from item ids and tokenizes them."""
+    """Renders the three prompts of the paper (TA, RPS, LSR) from item ids and tokenizes them.
+
+    ``chat`` wraps a prompt in the tokenizer's chat template as one user turn, so that the answer follows the start
+    of the assistant's turn (instruct models); otherwise the prompt is plain text (base models). ``soft_offsets``
+    give each template the first soft-prompt vector it shows (one soft prompt per task); by default every prompt
+    shows vectors 0..soft_tokens-1.
+    """
 
     def __init__(self, titles: list[str], tokenizer, model_name: str, item_word: str, pattern: str,
-                 soft_tokens: int, seed: int):
+                 soft_tokens: int, seed: int, chat: bool = False, soft_offsets: dict[str, int] | None = None):
         self.titles, self.tokenizer, self.model_name, self.item_word = titles, tokenizer, model_name, item_word
-        self.pattern, self.soft_tokens = pattern, soft_tokens
+        self.pattern, self.soft_tokens, self.chat, self.soft_offsets = pattern, soft_tokens, chat, soft_offsets or {}
         self.rng = np.random.default_rng(seed)
 
     def reseed(self, seed: int) -> PromptBuilder:
@@ -134,13 +160,18 @@ class PromptBuilder:
         candidates = [candidates[index] for index in order]
         text = render_prompt(template, model=self.model_name, item=self.item_word, pattern=self.pattern,
                              candidates=[self.title(item) for item in candidates], **variables).rstrip()
-        return Prompt(text, self.encode(text), candidates, int(np.flatnonzero(order == 0)[0]))
+        if self.chat:
+            text = self.tokenizer.apply_chat_template([{"role": "user", "content": text}], tokenize=False,
+                                                      add_generation_prompt=True)
+        ids = self.encode(text, self.soft_offsets.get(template, 0))
+        return Prompt(text, ids, candidates, int(np.flatnonzero(order == 0)[0]))
 
-    def encode(self, text: str) -> list[int]:
+    def encode(self, text: str, soft_offset: int = 0) -> list[int]:
         parts = text.split(SOFT_PROMPT_MARK)
-        ids = self.tokenizer(parts[0])["input_ids"]
+        ids = self.tokenizer(parts[0], add_special_tokens=not self.chat)["input_ids"]  # a chat template has its own
+        soft = [-1 - vector for vector in range(soft_offset, soft_offset + self.soft_tokens)]
         for part in parts[1:]:
-            ids += [-1] * self.soft_tokens + self.tokenizer(part, add_special_tokens=False)["input_ids"]
+            ids += soft + self.tokenizer(part, add_special_tokens=False)["input_ids"]
         return ids
 
     def temporal_analysis(self, window: list[int], next_item: int, negatives: list[int], icl: int) -> Prompt:
@@ -286,7 +317,7 @@ def recommendation_prompts(builder: PromptBuilder, data, config, users, historie
 
 class PromptSet(Dataset):
     """Tuples of prompts (one per task); a batch is, per task, left-padded ids, their attention mask, the index of
-    each soft-prompt vector (-1 elsewhere), the candidates and the labels."""
+    the soft-prompt vector at each position (-1 elsewhere), the candidates and the labels."""
 
     def __init__(self, examples: list[tuple[Prompt, ...]], pad_id: int):
         self.examples, self.pad_id = examples, pad_id
@@ -311,7 +342,7 @@ class PromptSet(Dataset):
                 soft = tokens < 0
                 ids[row, start:] = tokens.masked_fill(soft, self.pad_id)
                 mask[row, start:] = 1
-                soft_index[row, start:][soft] = torch.arange(int(soft.sum()))
+                soft_index[row, start:][soft] = -1 - tokens[soft]
             tensors += [ids, mask, soft_index, torch.tensor([prompt.candidates for prompt in prompts]),
                         torch.tensor([prompt.label for prompt in prompts])]
         return tensors
@@ -364,7 +395,8 @@ class TaskWeighting(nn.Module):
         if not bool((self.first_losses > 0).all()):
             self.first_losses.copy_(values)
         gradients = [torch.autograd.grad(loss, parameters, allow_unused=True) for loss in losses]
-        norms = torch.stack([torch.sqrt(sum((g.float() ** 2).sum() for g in task if g is not None)) for task in gradients])
+        norms = torch.stack([torch.sqrt(sum((g.float() ** 2).sum() for g in task if g is not None))
+                             for task in gradients])
         weights = (values / self.first_losses).sqrt() / (norms + 1e-12)
         lambdas = len(losses) * weights / weights.sum()
         surrogate = values.new_zeros(())
@@ -625,9 +657,11 @@ def check_catalogue(config, data, top_h: int = 0) -> None:
 def distill_config(model: str, dataset: str, teacher: int, seed: int, options: dict) -> dict:
     """The fully resolved config of a stage-1 run: its identity and everything needed to rerun it."""
     from seqrec.data.prepare import load_dataset
+    from seqrec.llm.registry import model_record
 
     stage, train = resolve_distill(options)
     base = base_config("distill", model, dataset, teacher, seed)
+    check_prompt_format(stage, model_record(model).path)
     check_catalogue(stage, load_dataset(dataset), stage.top_h if "rps" in distill_tasks(stage) else 0)
     return {**base, "options": dict(sorted(options.items())), **dataclasses.asdict(stage),
             **dataclasses.asdict(train)}
@@ -669,23 +703,25 @@ def distill_run(config: dict, experiment: str | None, resume: int | None) -> int
                       inputs=[teacher_artifact], resume=resume, grad_accum=train.grad_accum,
                       mixed_precision=train.mixed_precision) as job:
         llm, tokenizer = load_llm(path)
-        soft_prompt = random_soft_prompt(llm, stage.soft_tokens, seed)
+        tasks = distill_tasks(stage)
+        offsets = soft_prompt_offsets(stage, tasks)
+        soft_prompt = random_soft_prompt(llm, stage.soft_tokens * max(1, len(offsets)), seed)
         pad = pad_token_id(tokenizer)
         builder = PromptBuilder(data.titles(), tokenizer, MODEL_NAMES.get(teacher_run.config["model"],
                                                                           teacher_run.config["model"]),
-                                stage.item_word, SOFT_PROMPT_MARK, stage.soft_tokens, seed)
+                                stage.item_word, SOFT_PROMPT_MARK, stage.soft_tokens, seed,
+                                chat=stage.prompt_format == "chat", soft_offsets=offsets)
         users, histories, targets = training_prefixes(data, stage.max_examples, seed, min_length=2)
         train_set = PromptSet(distill_prompts(builder, data, stage, teacher, users, histories, targets, seed), pad)
         valid_users, valid_histories, valid_targets, _ = split_examples(data, "valid", stage.valid_examples, seed)
         keep = (valid_histories > 0).sum(1) >= 2
-        valid_set = PromptSet(distill_prompts(builder.reseed(seed + 1), data, stage, teacher, valid_users[keep], valid_histories[keep],
-                                              valid_targets[keep], seed + 1), pad)
+        valid_set = PromptSet(distill_prompts(builder.reseed(seed + 1), data, stage, teacher, valid_users[keep],
+                                              valid_histories[keep], valid_targets[keep], seed + 1), pad)
         adalora = None
         if stage.ablation == "w_udpsm":  # the LLM trains too, through the same adapters as stage 2
             steps = optimizer_steps(len(train_set), train, process_state().num_processes)
             llm = adalora = add_adalora(llm, steps, attention_targets(llm), stage.rank_start, stage.rank_target)
             job.accelerator.register_for_checkpointing(AdaLoraAllocatorState(adalora))
-        tasks = distill_tasks(stage)
         model = DELRecModel(llm, soft_prompt, title_table(tokenizer, data.titles(), stage.title_tokens, pad),
                             stage.verbalizer, train_soft_prompt=True, tasks=len(tasks),
                             task_weights=stage.task_weights, penalty=adalora_penalty if adalora else None)
@@ -740,6 +776,7 @@ def finetune_config(distilled: int | None, model: str | None, dataset: str | Non
                     options: dict) -> dict:
     """The fully resolved config of a stage-2 run."""
     from seqrec.data.prepare import get_dataset, load_dataset
+    from seqrec.llm.registry import model_record
     from seqrec.recsys.evaluate import stored_candidates
 
     stage, train = resolve_finetune(options)
@@ -756,6 +793,7 @@ def finetune_config(distilled: int | None, model: str | None, dataset: str | Non
         model, dataset, teacher = run.config["model"], run.dataset, run.config["teacher_run"]
     if model is None or dataset is None or teacher is None:
         raise SeqrecError("delrec finetune needs --model, --dataset and --teacher for this ablation")
+    check_prompt_format(stage, model_record(model).path)
     data = load_dataset(dataset)
     check_catalogue(stage, data)
     for split in ("valid", "test"):  # written now, so that a count the catalogue cannot fill fails before the run
@@ -764,6 +802,7 @@ def finetune_config(distilled: int | None, model: str | None, dataset: str | Non
     return {**base_config("finetune", model, dataset, teacher, seed), "distilled_run": distilled,
             "soft_prompt_sha256": soft.sha256 if soft is not None else None,
             "variant": stage.ablation if stage.ablation != "none" else distill_ablation,
+            "eval": f"sampled:{stage.candidates - 1}",  # the protocol of the stored sets it is tested on
             "options": dict(sorted(options.items())), **dataclasses.asdict(stage), **dataclasses.asdict(train)}
 
 
@@ -821,7 +860,8 @@ def finetune_run(config: dict, experiment: str | None, resume: int | None) -> in
         pad = pad_token_id(tokenizer)
         builder = PromptBuilder(data.titles(), tokenizer, MODEL_NAMES.get(config["teacher_model"],
                                                                           config["teacher_model"]),
-                                stage.item_word, pattern, len(soft_prompt) if soft_prompt is not None else 0, seed)
+                                stage.item_word, pattern, len(soft_prompt) if soft_prompt is not None else 0, seed,
+                                chat=stage.prompt_format == "chat")
         users, histories, targets = training_prefixes(data, stage.max_examples, seed)
         train_set = PromptSet(recommendation_prompts(builder, data, stage, users, histories, targets, None, seed), pad)
         evaluations = {}

@@ -16,6 +16,11 @@ DISTILL_ABLATIONS = ("wo_ta", "wo_rps", "w_udpsm")
 FINETUNE_ABLATIONS = ("wo_sp", "w_mcp", "w_usp", "w_ulsr")
 ABLATIONS = ("none", *DISTILL_ABLATIONS, *FINETUNE_ABLATIONS)
 VERBALIZERS = ("title", "first_token")
+PROMPT_FORMATS = ("plain", "chat")
+# How the paper names the conventional models and the ablations (Tables II-IV); reports and the dashboard use them.
+MODEL_NAMES = {"sasrec": "SASRec", "gru4rec": "GRU4Rec", "caser": "Caser", "bert4rec": "BERT4Rec"}
+ABLATION_LABELS = {"none": "Default", "wo_ta": "w/o TA", "wo_rps": "w/o RPS", "w_udpsm": "w UDPSM", "wo_sp": "w/o SP",
+                   "w_mcp": "w MCP", "w_usp": "w USP", "w_ulsr": "w ULSR"}
 
 
 @dataclass
@@ -30,6 +35,9 @@ class PromptConfig:
                              "titles sharing a first token tie).", choices=VERBALIZERS)
     title_tokens: int = option(32, "Longest candidate title scored, in tokens.", low=1, high=512)
     item_word: str = option("item", "What the prompts call an item (movie, game, product).")
+    prompt_format: str = option("plain", "plain: the prompt as text (base models); chat: one user turn in the "
+                                "model's chat template, the answer where the assistant's turn starts (instruct "
+                                "models).", choices=PROMPT_FORMATS)
     ablation: str = option("none", "A variant of the paper's ablations: distill takes wo_ta, wo_rps, w_udpsm; "
                            "finetune takes wo_sp, w_mcp, w_usp, w_ulsr.", choices=ABLATIONS)
     max_examples: int | None = option(None, "Training prompts drawn (seeded) from every prefix of the training "
@@ -49,6 +57,9 @@ class DistillStageConfig(PromptConfig):
                                "MovieLens-100K and Beauty, 6 for Steam and Home & Kitchen).", low=0, high=100)
     top_h: int = option(10, "Recommendation Pattern Simulating: the conventional model's top-h recommendations "
                         "(label: its top-1; the prompt shows the others).", low=1, high=10_000)
+    soft_prompts: str = option("shared", "shared: one soft prompt for both tasks (the paper); per_task: one of "
+                               "soft_tokens vectors per task (the authors' code), stage 2 showing both, TA's first.",
+                               choices=("shared", "per_task"))
     task_weights: str = option("dynamic", "dynamic: each task weighted by sqrt(loss / first loss) / gradient norm, "
                                "normalised to sum to the number of tasks; equal: 1 each.",
                                choices=("dynamic", "equal"))

@@ -6,8 +6,6 @@ model that gives every item the same score gets no credit.
 
 from __future__ import annotations
 
-import math
-
 import torch
 
 FULL_KS = (1, 5, 10, 20)
@@ -54,10 +52,3 @@ def sampled_ranks(scores: torch.Tensor, candidates: torch.Tensor) -> torch.Tenso
     candidate_scores = scores.gather(1, candidates)
     return (candidate_scores[:, 1:] >= candidate_scores[:, :1]).sum(dim=1)
 
-
-def ndcg_bounds(metrics: dict[str, float]) -> dict[str, tuple[float, float]]:
-    """The (lowest, highest) NDCG@5 and NDCG@10 that a run's sampled HR@1/5/10 and NDCG@5 allow with one target
-    per example: an example counted in HR@k but not HR@j (j < k) adds between 1/log2(k + 1) and 1/log2(j + 2)."""
-    hr1, hr5, hr10, ndcg5 = (metrics[key] for key in ("hr@1", "hr@5", "hr@10", "ndcg@5"))
-    return {"ndcg@5": (hr1 + (hr5 - hr1) / math.log2(6), hr1 + (hr5 - hr1) / math.log2(3)),
-            "ndcg@10": (ndcg5 + (hr10 - hr5) / math.log2(11), ndcg5 + (hr10 - hr5) / math.log2(7))}

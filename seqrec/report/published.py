@@ -65,7 +65,8 @@ def _load() -> tuple[dict[str, str], tuple[PublishedTable, ...]]:
 
 
 def published_tables(report: str | None = None) -> list[PublishedTable]:
-    """The published tables, or those shaped like one report table (main, distill, noise, ablation)."""
+    """The published tables, or those shaped like one report table (main, distill, noise, ablation,
+    delrec, delrec-ablation)."""
     return [table for table in _load()[1] if report is None or table.report == report]
 
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from seqrec.methods.delrec_options import ABLATION_LABELS, MODEL_NAMES
+
 # Metrics shown per evaluation-protocol family (config["eval"] is "full" or "sampled:<negatives>"), in the papers'
 # column order: full ranking as in the LLM2Rec-style tables, sampled candidates as in DELRec's.
 METRICS = {
@@ -32,6 +34,10 @@ class TableSpec:
     companions: dict[str, tuple[str, dict]] = field(default_factory=dict)
     # the split where a run of a row logged p_<metric> of a paired test over users, used for a row with one seed
     user_tests: str | None = None
+    label: Callable[[dict], str] | None = None  # names a row from a config of its row keys (default: row_label)
+
+    def row_name(self, config: dict) -> str:
+        return self.label(config) if self.label is not None else row_label(config, self.row_keys)
 
     def baseline_values(self, config: dict) -> dict:
         return self.baseline(config) if callable(self.baseline) else self.baseline
@@ -44,6 +50,33 @@ class TableSpec:
 
 def _plain(config: dict) -> bool:
     return not any(config.get(key) for key in ("noise", "rerank", "variant"))
+
+
+def delrec_label(config: dict) -> str:
+    """A DELRec run's name: "DELRec (SASRec)", with the paper's name of its ablation unless it is the default."""
+    name = f"DELRec ({MODEL_NAMES.get(config['teacher_model'], config['teacher_model'])})"
+    variant = config.get("variant") or config.get("ablation") or "none"
+    return name if variant == "none" else f"{name} {ABLATION_LABELS.get(variant, variant)}"
+
+
+def _delrec_row(config: dict) -> str:
+    """Table II's rows: a conventional model ("SASRec") or DELRec with it, on its LLM ("DELRec (SASRec), smollm2")."""
+    if not config.get("teacher_model"):
+        return MODEL_NAMES.get(config["model"], config["model"])
+    return f"{delrec_label(config)}, {config['model']}"
+
+
+def _delrec_ablation_row(config: dict) -> str:
+    """Tables III-IV's rows: the paper's variant name, then the conventional model and the LLM."""
+    teacher = MODEL_NAMES.get(config["teacher_model"], config["teacher_model"])
+    return f"{ABLATION_LABELS.get(config['variant'], config['variant'])} ({teacher}, {config['model']})"
+
+
+def _in_delrec_table(config: dict) -> bool:
+    if config.get("teacher_model"):  # a DELRec stage-2 run
+        return config.get("variant") == "none"
+    return (config.get("model") in ("sasrec", "gru4rec", "caser") and _plain(config)
+            and not config.get("item_emb") and str(config.get("eval", "")).startswith("sampled:"))
 
 
 TABLES = {
@@ -80,11 +113,32 @@ TABLES = {
         row_keys=("variant", "model", "item_emb"),
         baseline={"variant": None},
     ),
+    # DELRec (the third paper): Table II, and Tables III-IV; "ablation" above stays the first paper's variants
+    "delrec": TableSpec(
+        title="DELRec and its conventional models on the same stored candidate sets",
+        include=_in_delrec_table,
+        row_keys=("model", "teacher_model", "variant"),
+        baseline=lambda config: {"model": config["teacher_model"], "teacher_model": None} if config.get(
+            "teacher_model") else {},
+        baseline_note="its conventional model alone (DELRec (SASRec) against SASRec)",
+        label=_delrec_row,
+        kinds=("train", "delrec-finetune"),
+    ),
+    "delrec-ablation": TableSpec(
+        title="DELRec ablations: each variant against the default DELRec",
+        include=lambda config: bool(config.get("teacher_model")),
+        row_keys=("model", "teacher_model", "variant"),
+        baseline={"variant": "none"},
+        label=_delrec_ablation_row,
+        kinds=("delrec-finetune",),
+    ),
 }
 
 
 def row_label(config: dict, keys: tuple[str, ...] = ("variant", *NAME_KEYS)) -> str:
     """A row's name from a run's config: its variant label if it has one, else model + item embeddings + conditions."""
+    if config.get("teacher_model"):  # a DELRec run (stage 1 or 2)
+        return delrec_label(config)
     if "variant" in keys and config.get("variant"):
         return str(config["variant"])
     name = " + ".join(str(config[key]) for key in NAME_KEYS if key in keys and config.get(key)) or "?"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 import math
 from dataclasses import dataclass, field
 
@@ -10,7 +11,7 @@ from scipy import stats
 
 from seqrec.errors import SeqrecError
 from seqrec.report.published import published_dataset, published_tables
-from seqrec.report.specs import TABLES, TableSpec, protocol_family, row_label, short_metric
+from seqrec.report.specs import TABLES, TableSpec, protocol_family, short_metric
 from seqrec.store import Run, Store, open_store
 
 ALPHA = 0.05
@@ -66,8 +67,13 @@ def _column_value(run: Run, key: str):
 
 def _runs_frame(store: Store, spec: TableSpec, experiment: str | None) -> pd.DataFrame:
     """One row per run of the table (any status), oldest first: its row label, baseline row and column group."""
-    runs = [run for run in store.list_runs(experiment=experiment, limit=None)
-            if run.kind in spec.kinds and spec.include(run.config)]
+    if experiment is not None and any(mark in experiment for mark in ",*?["):  # a study over several experiments
+        patterns = [pattern.strip() for pattern in experiment.split(",")]
+        runs = [run for run in store.list_runs(limit=None)
+                if any(fnmatch.fnmatchcase(run.experiment or "", pattern) for pattern in patterns)]
+    else:
+        runs = store.list_runs(experiment=experiment, limit=None)
+    runs = [run for run in runs if run.kind in spec.kinds and spec.include(run.config)]
     records = []
     for run in sorted(runs, key=lambda run: run.id):
         keys = dict(zip(spec.column_keys, (_column_value(run, key) for key in spec.column_keys)))
@@ -80,8 +86,8 @@ def _runs_frame(store: Store, spec: TableSpec, experiment: str | None) -> pd.Dat
             identity = {key: config.get(key) for key in spec.row_keys}
             records.append({
                 "run": run.id, "status": run.status, "seed": run.seed, "split": split,
-                "row": row_label(config, spec.row_keys),
-                "baseline": row_label({**identity, **spec.baseline_values(config)}, spec.row_keys),
+                "row": spec.row_name(config),
+                "baseline": spec.row_name({**identity, **spec.baseline_values(config)}),
                 "group": f"{first} ({', '.join(map(str, rest))})" if rest else str(first),
                 "dataset": str(keys.get("dataset", "")), "protocol": str(keys.get("eval", DEFAULT_PROTOCOL)),
             })
@@ -188,6 +194,37 @@ def _published_rows(kind: str, columns: list[Column]) -> tuple[list[Row], list[s
     return list(rows.values()), sources
 
 
+def ndcg_bounds(metrics: dict[str, float]) -> dict[str, tuple[float, float]]:
+    """The (lowest, highest) NDCG@5 and NDCG@10 that sampled HR@1/5/10 and NDCG@5 allow with one target per
+    example: an example counted in HR@k but not HR@j (j < k) adds between 1/log2(k + 1) and 1/log2(j + 2)."""
+    hr1, hr5, hr10, ndcg5 = (metrics[key] for key in ("hr@1", "hr@5", "hr@10", "ndcg@5"))
+    return {"ndcg@5": (hr1 + (hr5 - hr1) / math.log2(6), hr1 + (hr5 - hr1) / math.log2(3)),
+            "ndcg@10": (ndcg5 + (hr10 - hr5) / math.log2(11), ndcg5 + (hr10 - hr5) / math.log2(7))}
+
+
+BOUND_TOLERANCE = 2e-4  # published numbers are rounded to 4 decimals, and the bounds are computed from them
+
+
+def _bound_notes(rows: list[Row], columns: list[Column]) -> list[str]:
+    """A note for every NDCG value outside what its row's HR@1/5/10 and NDCG@5 in the same column group allow."""
+    notes = []
+    for row in rows:
+        for group in dict.fromkeys(column.group for column in columns):
+            means = {column.metric: cell.mean for column, cell in zip(columns, row.cells)
+                     if column.group == group and cell.mean is not None}
+            if not {"hr@1", "hr@5", "hr@10", "ndcg@5", "ndcg@10"} <= set(means):
+                continue
+            for metric, (low, high) in ndcg_bounds(means).items():
+                if not low - BOUND_TOLERANCE <= means[metric] <= high + BOUND_TOLERANCE:
+                    side = f"exceeds {high:.4f}, the most" if means[metric] > high else f"is below {low:.4f}, the least"
+                    notes.append(f"{row.label}, {group}: {short_metric(metric)} {means[metric]:.4f} {side} that its "
+                                 "HR@1/5/10 and N@5 allow with one target per example.")
+    if notes:
+        notes.insert(0, "NDCG outside its HR bounds cannot come from ranking one target among the candidates, so "
+                        "such a number cannot be matched exactly (many of DELRec's published NDCG values are so):")
+    return notes
+
+
 def _grouped(labels: list[str], baselines: dict[str, str]) -> list[str]:
     """Rows in first-run order, except that a row tested against another sits right under it (the noisy
     evaluation under its clean model, the distilled student under its base model)."""
@@ -264,5 +301,6 @@ def report_table(table: str, experiment: str | None = None, paper: bool = False,
         rows += published
         notes += [f"Published, as printed in {source}." for source in sources] or [
             "No published numbers match these datasets and evaluation protocols."]
+    notes += _bound_notes(rows, columns)
     return ReportTable(kind=table, title=spec.title + (f" ({experiment})" if experiment else ""), columns=columns,
                        rows=rows, footnotes=notes + missing_notes)

@@ -106,6 +106,30 @@ class Plan:
         done = [point for point in points if point.status == "done" and point.run_id is not None]
         return f"run:{done[0].run_id}" if done else None
 
+    def result_of_seed(self, reference: str, seed: int) -> int | None:
+        """The run id that a checked seed-matched reference's experiment made with this seed (None while it has
+        not): ``teacher = "train:sasrec"`` gives every seed of an experiment the run of that seed."""
+        points = self.points.get(reference.partition(":")[2], [])
+        return next((point.run_id for point in points if point.status == "done" and point.run_id is not None
+                     and point.params.get("seed") == seed), None)
+
+    def check_seeded_reference(self, name: str, key: str, value, stage_name: str) -> None:
+        """``value`` names, as "<stage_name>:<experiment>", an experiment of this file that runs before ``name``,
+        makes one run per seed (no grid or zip), and has every seed ``name`` asks for."""
+        where = f"{self.where(name, key)}: {value!r}"
+        source_name = value.partition(":")[2] if isinstance(value, str) and value.startswith(f"{stage_name}:") else ""
+        source = self.spec.experiments.get(source_name)
+        if source is None or source.stage != stage_name:
+            raise SeqrecError(f"{where}: name an experiment of this file with stage = {stage_name!r}, as "
+                              f"\"{stage_name}:<experiment>\"")
+        if source_name not in self.order[:self.order.index(name)]:
+            raise SeqrecError(f"{where}: {source_name!r} must run first; add it to experiments.{name}.after")
+        if source.grid or source.zip:
+            raise SeqrecError(f"{where}: that experiment has a grid or zip, so a seed names more than one run")
+        absent = sorted(set(self.spec.experiments[name].seeds) - set(source.seeds))
+        if absent:
+            raise SeqrecError(f"{where}: that experiment has no seed {', '.join(map(str, absent))}")
+
     def model(self, name: str, field_name: str) -> str | None:
         """What an experiment's ``model`` / ``teacher`` / ``student`` names: a [models] entry's alias, or the
         ``run:ID`` of the earlier experiment's result it references (None while there is none)."""
