@@ -2,15 +2,14 @@
 user embeddings, and the guide loss (padding-free pools, the stop-gradient, users without profiles, no profile at
 inference), end to end through the CLI on a tiny chat model and the walk dataset."""
 
-import json
 import math
 import re
 
 import numpy as np
 import pytest
 import torch
-from llm_fixtures import killed_on_call, make_movies_dataset
-from llm_servers import build_chat_model, scripted_server
+from llm_fixtures import chat_model, killed_on_call, make_movies_dataset  # noqa: F401  (fixtures)
+from llm_servers import scripted_server
 from recsys_fixtures import interrupt_at_evaluation
 from typer.testing import CliRunner
 
@@ -39,16 +38,6 @@ from seqrec.store import open_store
 TITLE = re.compile(r"title: (Item number \d+)")
 FAST = {"hidden": 16, "heads": 2, "layers": 2, "epochs": 3, "batch_size": 32, "lr": 1e-2, "dropout": 0.1,
         "patience": 100}
-
-
-@pytest.fixture(scope="module")
-def chat_model(tmp_path_factory):
-    """A tiny Llama with a chat template and a context long enough for a few items (its tokenizer knows titles,
-    not instructions, so a prompt costs hundreds of tokens)."""
-    folder = build_chat_model(tmp_path_factory.mktemp("chat") / "llama")
-    config_path = folder / "config.json"
-    config_path.write_text(json.dumps({**json.loads(config_path.read_text()), "max_position_embeddings": 4096}))
-    return folder
 
 
 @pytest.fixture

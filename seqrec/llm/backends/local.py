@@ -42,6 +42,17 @@ def resolve_dtype(dtype: str, device: str) -> str:
     return "bfloat16" if bf16_supported() else "float32"
 
 
+def local_identity(record, dtype: str) -> str:
+    """What a local model's answers depend on: its weights and the dtype it computes in (``dtype`` resolved)."""
+    return f"{record.alias}@{record.sha256}/{dtype}"
+
+
+def default_device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 class LocalBackend(Backend):
     name = "local"
 
@@ -54,7 +65,7 @@ class LocalBackend(Backend):
         if batch_size < 1:
             raise SeqrecError(f"batch_size must be at least 1, not {batch_size}")
         self.record = model_record(model)
-        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.device = device or default_device()
         self.dtype = resolve_dtype(dtype, self.device)
         self.batch_size = batch_size
         try:
@@ -73,7 +84,7 @@ class LocalBackend(Backend):
 
     @property
     def identity(self) -> str:
-        return f"{self.record.alias}@{self.record.sha256}/{self.dtype}"
+        return local_identity(self.record, self.dtype)
 
     @property
     def capabilities(self) -> Capabilities:

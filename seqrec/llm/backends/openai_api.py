@@ -80,6 +80,11 @@ def retry_after_seconds(headers) -> float | None:
     return max(0.0, moment.timestamp() - time.time())
 
 
+def endpoint_identity(base_url: str, model: str) -> str:
+    """What an endpoint's answers depend on besides the request: the server and the model it serves."""
+    return f"{base_url.rstrip('/')}#{model}"
+
+
 class OpenAIBackend(Backend):
     name = "openai"
 
@@ -118,7 +123,7 @@ class OpenAIBackend(Backend):
 
     @property
     def identity(self) -> str:
-        return f"{self.base_url}#{self.model}"
+        return endpoint_identity(self.base_url, self.model)
 
     @property
     def score_options(self) -> dict:
