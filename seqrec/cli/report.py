@@ -27,8 +27,9 @@ def write_atomically(path: Path, text: str) -> None:
 
 
 def report(
-    table: str = typer.Option("main", "--table", "-t", help="main, distill, noise or ablation."),
-    experiment: Optional[str] = typer.Option(None, "--experiment", "-e", help="Only runs of this experiment."),
+    table: str = typer.Option("main", "--table", "-t", help="main, distill, noise, ablation or profiles."),
+    experiment: Optional[list[str]] = typer.Option(None, "--experiment", "-e", help="Only runs of this experiment "
+                                                   "(repeat for several)."),
     fmt: str = typer.Option("md", "--format", "-f", help="md, latex, csv or html."),
     paper: bool = typer.Option(False, "--paper", help="Add the papers' published numbers where dataset and "
                                                       "protocol match."),

@@ -27,6 +27,13 @@ class TableSpec:
     column_keys: tuple[str, ...] = ("dataset", "eval")  # run fields (then config keys) that name a column group
     metrics: dict[str, tuple[str, ...]] = field(default_factory=lambda: METRICS)
     kinds: tuple[str, ...] = ("train",)
+    derived: dict[str, Callable[[dict], object]] = field(default_factory=dict)  # row keys computed from a config
+    relative: bool = False  # show each row's relative change against its baseline row
+    paper_columns: bool = False  # --paper adds the paper's own datasets as columns (ours rarely match them)
+
+    def row_config(self, config: dict) -> dict:
+        """The run's config with the derived row keys added."""
+        return {**config, **{key: derive(config) for key, derive in self.derived.items()}}
 
     def baseline_values(self, config: dict) -> dict:
         return self.baseline(config) if callable(self.baseline) else self.baseline
@@ -39,6 +46,11 @@ class TableSpec:
 
 def _plain(config: dict) -> bool:
     return not any(config.get(key) for key in ("noise", "rerank", "variant"))
+
+
+def _profile_candidate(config: dict) -> bool:
+    """A model the second paper distils profiles into, on ID embeddings as there, with or without profiles."""
+    return _plain(config) and config.get("model") in ("sasrec", "bert4rec") and not config.get("item_emb")
 
 
 TABLES = {
@@ -68,6 +80,16 @@ TABLES = {
         include=lambda config: not config.get("noise"),
         row_keys=("variant", "model", "item_emb"),
         baseline={"variant": None},
+    ),
+    "profiles": TableSpec(
+        title="User-profile distillation: each model with and without the profile guide loss",
+        include=_profile_candidate,
+        row_keys=("model", "distilled"),
+        derived={"distilled": lambda config: bool(config.get("profiles"))},
+        baseline={"distilled": False},
+        metrics={"full": ("recall@10", "ndcg@10")},  # the paper's columns
+        relative=True,
+        paper_columns=True,
     ),
 }
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -36,6 +37,7 @@ class Cell:
     n: int = 0  # seeds behind the mean; 0 for a published number
     best: bool = False
     p_value: float | None = None
+    relative: float | None = None  # the mean's relative change against the baseline row's (0.05 = +5%)
     missing: str = ""
 
     @property
@@ -64,19 +66,20 @@ def _column_value(run: Run, key: str):
     return DEFAULT_PROTOCOL if value is None and key == "eval" else value
 
 
-def _runs_frame(store: Store, spec: TableSpec, experiment: str | None) -> pd.DataFrame:
+def _runs_frame(store: Store, spec: TableSpec, experiments: list[str | None]) -> pd.DataFrame:
     """One row per run of the table (any status), oldest first: its row label, baseline row and column group."""
-    runs = [run for run in store.list_runs(experiment=experiment, limit=None)
+    runs = [run for experiment in experiments for run in store.list_runs(experiment=experiment, limit=None)
             if run.kind in spec.kinds and spec.include(run.config)]
     records = []
     for run in sorted(runs, key=lambda run: run.id):
-        identity = {key: run.config.get(key) for key in spec.row_keys}
+        config = spec.row_config(run.config)
+        identity = {key: config.get(key) for key in spec.row_keys}
         keys = dict(zip(spec.column_keys, (_column_value(run, key) for key in spec.column_keys)))
         first, *rest = keys.values()
         records.append({
             "run": run.id, "status": run.status, "seed": run.seed,
-            "row": row_label(run.config, spec.row_keys),
-            "baseline": row_label({**identity, **spec.baseline_values(run.config)}, spec.row_keys),
+            "row": row_label(config, spec.row_keys),
+            "baseline": row_label({**identity, **spec.baseline_values(config)}, spec.row_keys),
             "group": f"{first} ({', '.join(map(str, rest))})" if rest else str(first),
             "dataset": str(keys.get("dataset", "")), "protocol": str(keys.get("eval", DEFAULT_PROTOCOL)),
         })
@@ -152,6 +155,18 @@ def _mark_best(rows: list[Row], width: int) -> None:
             cell.best = cell.mean is not None and math.isclose(cell.mean, max(means), rel_tol=0, abs_tol=1e-12)
 
 
+def _paper_columns(kind: str, columns: list[Column]) -> list[Column]:
+    """Columns for the papers' datasets that none of ours is, so that their numbers stand beside ours."""
+    ours = {(published_dataset(column.dataset), column.protocol) for column in columns}
+    extra = []
+    for table in published_tables(kind):
+        for dataset, metric in table.columns():
+            column = Column(f"{dataset} (paper)", dataset, table.protocol, metric)
+            if (dataset, table.protocol) not in ours and column not in extra:
+                extra.append(column)
+    return extra
+
+
 def _published_rows(kind: str, columns: list[Column]) -> tuple[list[Row], list[str]]:
     """The papers' rows for the columns whose dataset and protocol they report, and the sources they come from."""
     rows: dict[str, Row] = {}
@@ -165,7 +180,8 @@ def _published_rows(kind: str, columns: list[Column]) -> tuple[list[Row], list[s
                 if (table_dataset, metric) == (dataset, column.metric):
                     name = f"{table.tag} {label}"
                     row = rows.setdefault(name, Row(name, [Cell() for _ in columns], published=True))
-                    row.cells[index] = Cell(mean=value, std=std)
+                    row.cells[index] = Cell(mean=value, std=std,
+                                            relative=table.relative.get((label, table_dataset, metric)))
                     if table.source not in sources:
                         sources.append(table.source)
     return list(rows.values()), sources
@@ -183,17 +199,27 @@ def _grouped(labels: list[str], baselines: dict[str, str]) -> list[str]:
     return sorted(labels, key=order)
 
 
-def report_table(table: str, experiment: str | None = None, paper: bool = False,
+def _relative(values: pd.Series, baseline: pd.Series) -> float | None:
+    """The relative change of the mean against the baseline's mean (None when the baseline's is 0 or absent)."""
+    if values.empty or baseline.empty or baseline.mean() == 0:
+        return None
+    return float(values.mean() / baseline.mean() - 1)
+
+
+def report_table(table: str, experiment: str | Sequence[str] | None = None, paper: bool = False,
                  store: Store | None = None) -> ReportTable:
-    """Compute one report table from the finished runs (of one experiment, or of all)."""
+    """Compute one report table from the finished runs (of one or more experiments, or of all)."""
     spec = TABLES.get(table)
     if spec is None:
         raise SeqrecError(f"unknown table {table!r}; choose one of {', '.join(TABLES)}")
     store = store or open_store()
-    runs = _runs_frame(store, spec, experiment)
+    experiments = [experiment] if experiment is None or isinstance(experiment, str) else list(experiment) or [None]
+    runs = _runs_frame(store, spec, experiments)
     finished = runs[runs["status"] == "finished"]
     if finished.empty:
-        where = f"experiment {experiment!r}" if experiment else "the database"
+        named = [name for name in experiments if name]
+        where = (f"experiment{'s' if len(named) > 1 else ''} {', '.join(map(repr, named))}" if named
+                 else "the database")
         raise SeqrecError(f"no finished runs for the {table} table in {where} (see `seqrec runs list`)")
     values = _final_values(store, finished)
     columns = _columns(spec, runs, values)
@@ -219,6 +245,8 @@ def report_table(table: str, experiment: str | None = None, paper: bool = False,
                 missing_notes.append(missing)
             if baselines[label] != label and baselines[label] in labels and cell.mean is not None:
                 cell.p_value = _paired_p(series(label, column), series(baselines[label], column))
+                if spec.relative:
+                    cell.relative = _relative(series(label, column), series(baselines[label], column))
             cells.append(cell)
         rows.append(Row(label, cells))
     _mark_best(rows, len(columns))
@@ -234,10 +262,20 @@ def report_table(table: str, experiment: str | None = None, paper: bool = False,
                      f"seed) against the baseline row: the same row with {spec.baseline_text()}.")
     else:
         notes.append(f"No significance test: no row has its baseline row ({spec.baseline_text()}) among these runs.")
+    if spec.relative:
+        notes.append("In parentheses: the relative change of the mean against the baseline row's mean (published "
+                     "rows: the improvement the paper prints).")
     if paper:
+        extra = _paper_columns(table, columns) if spec.paper_columns else []
+        columns = columns + extra
+        for row in rows:
+            row.cells += [Cell() for _ in extra]
         published, sources = _published_rows(table, columns)
         rows += published
         notes += [f"Published, as printed in {source}." for source in sources] or [
             "No published numbers match these datasets and evaluation protocols."]
-    return ReportTable(kind=table, title=spec.title + (f" ({experiment})" if experiment else ""), columns=columns,
+        if extra:
+            notes.append("Columns marked (paper) are the paper's datasets, on which we have no runs.")
+    named = ", ".join(name for name in experiments if name)
+    return ReportTable(kind=table, title=spec.title + (f" ({named})" if named else ""), columns=columns,
                        rows=rows, footnotes=notes + missing_notes)
