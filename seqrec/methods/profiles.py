@@ -83,9 +83,10 @@ def rating_text(rating) -> str | None:
     return f"{float(rating):g}"
 
 
-def training_histories(data, users: int | None = None) -> dict[int, list[dict]]:
+def training_histories(data, users: int | None = None, max_items: int | None = None) -> dict[int, list[dict]]:
     """user -> their training interactions as prompt items, oldest first; only ``data.train`` is read, so no
-    validation or test item can reach a prompt. ``users`` keeps the first N users by id."""
+    validation or test item can reach a prompt. ``users`` keeps the first N users by id, ``max_items`` each
+    user's N most recent interactions."""
     fields = item_fields(data.items)
     train = data.train.sort_values("user")
     if users is not None:
@@ -94,8 +95,9 @@ def training_histories(data, users: int | None = None) -> dict[int, list[dict]]:
     histories = {}
     for row in train.to_dict("records"):
         ratings = list(row["ratings"]) if has_ratings else [None] * len(row["items"])
-        histories[int(row["user"])] = [{"fields": fields[int(item)], "rating": rating_text(rating)}
-                                       for item, rating in zip(row["items"], ratings)]
+        history = [{"fields": fields[int(item)], "rating": rating_text(rating)}
+                   for item, rating in zip(row["items"], ratings)]
+        histories[int(row["user"])] = history[-max_items:] if max_items else history
     return histories
 
 
@@ -249,7 +251,7 @@ def templates_digest(prompt: str) -> str:
 
 
 def check_generation_options(prompt: str, strategy: str, max_tokens: int, temperature: float,
-                             users: int | None) -> None:
+                             users: int | None, max_items: int | None) -> None:
     if prompt not in PROMPTS:
         raise SeqrecError(f"--prompt must be one of {', '.join(PROMPTS)}, not {prompt!r}")
     if strategy not in STRATEGIES:
@@ -259,13 +261,15 @@ def check_generation_options(prompt: str, strategy: str, max_tokens: int, temper
                           f"{temperature})")
     if users is not None and users < 1:
         raise SeqrecError(f"--users must be at least 1, not {users}")
+    if max_items is not None and max_items < 1:
+        raise SeqrecError(f"--max-items must be at least 1, not {max_items}")
 
 
 def generation_config(dataset: str, llm: str | None = None, *, endpoint: str | None = None,
                       endpoint_model: str | None = None, prompt: str = "short", strategy: str = "agg_after",
                       max_tokens: int = 512, temperature: float = 0.7, seed: int = 0, users: int | None = None,
-                      context_length: int | None = None, tokenizer: str | None = None, batch_size: int = 16,
-                      dtype: str = "auto") -> dict:
+                      max_items: int | None = None, context_length: int | None = None, tokenizer: str | None = None,
+                      batch_size: int = 16, dtype: str = "auto") -> dict:
     """The fully resolved config of a profiles run, read from the dataset and the model's files without loading
     any weights (so that an experiment can be planned cheaply)."""
     from transformers import AutoConfig
@@ -275,7 +279,7 @@ def generation_config(dataset: str, llm: str | None = None, *, endpoint: str | N
     from seqrec.llm.backends.openai_api import endpoint_identity
     from seqrec.llm.registry import model_record
 
-    check_generation_options(prompt, strategy, max_tokens, temperature, users)
+    check_generation_options(prompt, strategy, max_tokens, temperature, users, max_items)
     if (llm is None) == (endpoint is None):
         raise SeqrecError("name either a model (--llm ALIAS or run:ID) or an endpoint (--endpoint URL "
                           "--endpoint-model NAME), not both or neither")
@@ -297,7 +301,8 @@ def generation_config(dataset: str, llm: str | None = None, *, endpoint: str | N
             "backend": "local" if endpoint is None else "openai", "llm": identity, "prompt": prompt,
             "strategy": strategy, "family": dataset_family(dataset_row.source, load_dataset(dataset).items.columns),
             "templates_sha256": templates_digest(prompt), "max_tokens": max_tokens, "temperature": temperature,
-            "seed": seed, "users": users, "context_length": limit, "tokens_counted_by": counted_by,
+            "seed": seed, "users": users, "max_items": max_items, "context_length": limit,
+            "tokens_counted_by": counted_by,
             # a sampled local batch draws from one seeded generator, so its members change with its composition
             "batch_size": batch_size if endpoint is None else None}
 
@@ -316,10 +321,12 @@ def finished_profiles(config: dict) -> GeneratedProfiles | None:
 def generate_profiles(dataset: str, llm: str | None = None, *, endpoint: str | None = None,
                       endpoint_model: str | None = None, api_key_env: str | None = None, prompt: str = "short",
                       strategy: str = "agg_after", max_tokens: int = 512, temperature: float = 0.7, seed: int = 0,
-                      users: int | None = None, context_length: int | None = None, tokenizer: str | None = None,
-                      batch_size: int = 16, dtype: str = "auto", experiment: str | None = None) -> GeneratedProfiles:
-    """One profile per training user of ``dataset`` (or of its first ``users``), written by a registry model
-    (``llm``: an alias or run:ID) or an OpenAI-compatible ``endpoint``; an artifact of a ``profiles`` run.
+                      users: int | None = None, max_items: int | None = None, context_length: int | None = None,
+                      tokenizer: str | None = None, batch_size: int = 16, dtype: str = "auto",
+                      experiment: str | None = None) -> GeneratedProfiles:
+    """One profile per training user of ``dataset`` (or of its first ``users``), from all their training
+    interactions (as the paper) or their ``max_items`` most recent, written by a registry model (``llm``: an alias
+    or run:ID) or an OpenAI-compatible ``endpoint``; an artifact of a ``profiles`` run.
 
     ``context_length`` caps the context the prompts are fitted to (an endpoint needs it); ``tokenizer`` names a
     registry model whose tokenizer counts an endpoint's tokens (else they are estimated from the text's length).
@@ -329,8 +336,8 @@ def generate_profiles(dataset: str, llm: str | None = None, *, endpoint: str | N
 
     config = generation_config(dataset, llm, endpoint=endpoint, endpoint_model=endpoint_model, prompt=prompt,
                                strategy=strategy, max_tokens=max_tokens, temperature=temperature, seed=seed,
-                               users=users, context_length=context_length, tokenizer=tokenizer,
-                               batch_size=batch_size, dtype=dtype)
+                               users=users, max_items=max_items, context_length=context_length,
+                               tokenizer=tokenizer, batch_size=batch_size, dtype=dtype)
     found = finished_profiles(config)
     if found is not None:
         return found
@@ -343,8 +350,8 @@ def generate_profiles(dataset: str, llm: str | None = None, *, endpoint: str | N
                               "chat template (e.g. smollm2-135m-instruct)")
         builder = PromptBuilder(prompt, config["family"], token_counter(backend, tokenizer),
                                 config["context_length"], max_tokens)
-        return profiles_run(config, backend, builder, training_histories(load_dataset(dataset), users), batch_size,
-                            experiment)
+        histories = training_histories(load_dataset(dataset), users, max_items)
+        return profiles_run(config, backend, builder, histories, batch_size, experiment)
     finally:
         backend.close()
 
