@@ -29,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 def use_home(folder: str) -> None:
     os.environ["SEQREC_HOME"] = folder  # read afresh by every store and path lookup
+    os.environ.pop("SEQREC_DB", None)  # the home's own database, so that no call comes from another's cache
 
 
 def prepared_ml100k(split: str) -> str:

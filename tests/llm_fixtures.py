@@ -1,5 +1,6 @@
 """Tiny LLMs (built once per session) and a small prepared dataset with movie-like titles and genres."""
 
+import json
 from contextlib import contextmanager
 
 import pandas as pd
@@ -23,6 +24,18 @@ def tiny_llama(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_qwen2(tmp_path_factory):
     return build_tiny_model(tmp_path_factory.mktemp("tiny") / "qwen2", "qwen2")
+
+
+@pytest.fixture(scope="session")
+def chat_model(tmp_path_factory):
+    """A tiny Llama with a chat template and a context long enough for a few items (its tokenizer knows titles,
+    not instructions, so a prompt costs hundreds of tokens)."""
+    from llm_servers import build_chat_model
+
+    folder = build_chat_model(tmp_path_factory.mktemp("chat") / "llama")
+    config_path = folder / "config.json"
+    config_path.write_text(json.dumps({**json.loads(config_path.read_text()), "max_position_embeddings": 4096}))
+    return folder
 
 
 def make_movies_dataset(folder, name="movies", users=30, length=8):

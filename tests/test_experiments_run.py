@@ -116,8 +116,8 @@ grid = { heads = [3, 2] }
     ('[experiments.bad]\nstage = "train"\ndataset = "walk"\n',
      "experiments.bad.params.model: the train stage needs it"),
     ('[experiments.bad]\nstage = "trian"\n', "experiments.bad.stage: unknown stage 'trian' (known: delrec-distill, "
-                                             "delrec-finetune, distill, embed, evaluate, llm2rec, prepare, rerank, "
-                                             "train); did you mean 'train'?"),
+                                             "delrec-finetune, distill, embed, evaluate, llm2rec, prepare, "
+                                             "profile-embed, profiles, rerank, train); did you mean 'train'?"),
     ('[experiments.bad]\nstage = "train"\nafter = ["walk-data"]\ndataset = "walk"\n'
      'params = { model = "sasrec", epochs = 0 }\n', "experiments.bad.params.epochs: epochs = 0 is out of range"),
     ('[experiments.bad]\nstage = "train"\nafter = ["walk-data"]\ndataset = "walk"\n'

@@ -74,8 +74,8 @@ def test_a_stage_registered_in_a_test_runs_from_experiments_toml(tmp_path, tally
 
 @pytest.mark.parametrize("text, message", [
     ('[experiments.t]\nstage = "taly"\n', "experiments.t.stage: unknown stage 'taly' (known: delrec-distill, "
-                                          "delrec-finetune, distill, embed, evaluate, llm2rec, prepare, rerank, "
-                                          "tally, train); did you mean 'tally'?"),
+                                          "delrec-finetune, distill, embed, evaluate, llm2rec, prepare, "
+                                          "profile-embed, profiles, rerank, tally, train); did you mean 'tally'?"),
     ('[experiments.t]\nstage = "tally"\nparams = { too = 3 }\n',
      "experiments.t.params.too: the tally stage does not take 'too' (it takes to); did you mean 'to'?"),
     ('[experiments.t]\nstage = "tally"\ngrid = { to = [3, 101] }\n',

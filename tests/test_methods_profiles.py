@@ -2,15 +2,14 @@
 user embeddings, and the guide loss (padding-free pools, the stop-gradient, users without profiles, no profile at
 inference), end to end through the CLI on a tiny chat model and the walk dataset."""
 
-import json
 import math
 import re
 
 import numpy as np
 import pytest
 import torch
-from llm_fixtures import killed_on_call, make_movies_dataset
-from llm_servers import build_chat_model, scripted_server
+from llm_fixtures import chat_model, killed_on_call, make_movies_dataset  # noqa: F401  (fixtures)
+from llm_servers import scripted_server
 from recsys_fixtures import interrupt_at_evaluation
 from typer.testing import CliRunner
 
@@ -39,16 +38,6 @@ from seqrec.store import open_store
 TITLE = re.compile(r"title: (Item number \d+)")
 FAST = {"hidden": 16, "heads": 2, "layers": 2, "epochs": 3, "batch_size": 32, "lr": 1e-2, "dropout": 0.1,
         "patience": 100}
-
-
-@pytest.fixture(scope="module")
-def chat_model(tmp_path_factory):
-    """A tiny Llama with a chat template and a context long enough for a few items (its tokenizer knows titles,
-    not instructions, so a prompt costs hundreds of tokens)."""
-    folder = build_chat_model(tmp_path_factory.mktemp("chat") / "llama")
-    config_path = folder / "config.json"
-    config_path.write_text(json.dumps({**json.loads(config_path.read_text()), "max_position_embeddings": 4096}))
-    return folder
 
 
 @pytest.fixture
@@ -95,6 +84,16 @@ def test_no_validation_or_test_item_of_a_user_reaches_their_prompts(walk, chat_m
         assert not shown & held_out[user]
         assert shown == training[user]  # every training interaction, across the parts of a long history
     assert any(text.count("title:") < len(training[user]) for user, text in sent)  # some history was cut
+
+
+def test_max_items_keeps_each_users_most_recent_training_interactions(walk, chat_model, monkeypatch):
+    sent = recorded_requests(monkeypatch)
+    generate_profiles("walk", str(chat_model), max_tokens=4, users=3, max_items=2)
+    data = load_dataset("walk")
+    titles = data.titles()
+    newest = {int(user): [titles[int(item)] for item in items[-2:]]
+              for user, items in zip(data.train["user"], data.train["items"]) if user <= 3}
+    assert {user: TITLE.findall(text) for user, text in sent} == newest
 
 
 def test_a_prompt_shows_every_item_field_and_the_users_ratings(tmp_path, chat_model, monkeypatch):
@@ -238,6 +237,9 @@ def test_bad_generation_options_are_one_line_errors(walk, chat_model):
     result = runner.invoke(app, ["profiles", "generate", "--dataset", "walk", "--llm", str(chat_model),
                                  "--prompt", "medium"])
     assert result.exit_code == 2 and "--prompt must be one of short, long" in result.output
+    result = runner.invoke(app, ["profiles", "generate", "--dataset", "walk", "--llm", str(chat_model),
+                                 "--max-items", "0"])
+    assert result.exit_code == 2 and "--max-items must be at least 1, not 0" in result.output
     result = runner.invoke(app, ["profiles", "show", "1", "--user", "1"])
     assert result.exit_code == 2 and "no run with id 1" in result.output
 
@@ -382,6 +384,32 @@ def test_distillation_options_are_checked_against_the_model_and_the_data(walk, w
     with pytest.raises(SeqrecError, match="made for dataset 'walk'"):
         train_model("sasrec", "movies", seeds=[0], profiles=profiles, **FAST)
     assert not open_store().list_runs(kind="train")
+
+
+@pytest.mark.parametrize("options, message", [
+    (["--profile-layer", "3"], "--profile-layer 3: sasrec has 2 transformer block(s); choose 1 to 2"),
+    (["--distill-epochs", "4"], "--distill-epochs 4 is beyond --epochs 3"),
+    (["--profile-map", "none"], "--profile-map none: the profile embeddings are 4-dimensional"),
+    (["--profile-weight", "-0.1"], "profile_weight = -0.1 is out of range [0.0, 1.0]"),
+    (["--profiles", "PROFILES_RUN"], "is a finished profiles run without user embeddings; give the run of "
+                                     "`seqrec profiles embed`"),
+])
+def test_bad_distillation_options_are_one_line_exit_2_and_no_run(walk_profiles, walk_embeddings, options, message):
+    arguments = ["train", "sasrec", "--dataset", "walk", "--profiles", f"run:{walk_embeddings.run_id}",
+                 "--epochs", "3", "--hidden", "16", "--layers", "2"]
+    arguments += [f"run:{walk_profiles.run_id}" if option == "PROFILES_RUN" else option for option in options]
+    result = CliRunner().invoke(app, arguments)
+    assert result.exit_code == 2 and message in " ".join(result.output.split())
+    assert len(result.output.strip().splitlines()) == 1 and not open_store().list_runs(kind="train")
+
+
+def test_embedding_profiles_of_a_dataset_prepared_again_is_refused(walk_profiles, chat_model, tmp_path):
+    store = open_store()
+    run = store.get_run(walk_profiles.run_id)
+    store.update_run(run.id, config={**run.config, "dataset_fingerprint": "an earlier version"})
+    with pytest.raises(SeqrecError, match="were made for an earlier version of dataset 'walk'; generate them again"):
+        embed_profiles(walk_profiles.run_id, str(chat_model), reduce="none")
+    assert not store.list_runs(kind="embed-profiles")
 
 
 # the whole path through the CLI ------------------------------------------------------------------------------

@@ -135,6 +135,9 @@ def test_published_data_as_printed():
     assert values["000-T1"]["SASRec + LLM2Rec*", "goodreads", "ndcg@10"] == (0.0859, None)
     assert values["000-NQ"]["Qwen2-0.5B (noise)", "baby", "recall@20"] == (0.0759, None)
     assert values["001"]["SASRec", "ml-20m", "recall@10"] == (0.0781, 0.0093)
+    (profiles,) = published_tables("profiles")
+    assert profiles.relative["SASRec + LLM Distillation", "kion", "ndcg@10"] == pytest.approx(0.0202)
+    assert ("SASRec", "kion", "ndcg@10") not in profiles.relative
     assert values["002-T2"]["KDALRD", "home-kitchen", "ndcg@10"] == (0.1945, None)
     assert values["002-T3"]["w USP", "steam", "ndcg@5"] == (0.4316, None)
     assert values["002-T4"]["w/o PRS", "beauty", "hr@10"] == (0.5431, None)
@@ -301,3 +304,67 @@ def test_patterns_select_a_study_spread_over_experiments(store):
     assert labels == ["SASRec", "DELRec (SASRec), smollm2-135m-instruct"]
     assert [row.label for row in report_table("delrec", experiment="delrec-cpu-*").rows] == [
         "DELRec (SASRec), smollm2-135m-instruct"]
+
+
+    assert "001 SASRec | 0.0217 ± 0.0013 | 0.0106 ± 0.0004 |" in build_table("profiles", paper=True)
+    assert "002-T2" not in build_table("main", paper=True)  # Beauty is in 002's Table II, with sampled candidates
+
+
+@pytest.fixture
+def profile_study(store):
+    """SASRec and BERT4Rec on ML-1M over three seeds, each without and with profiles, in two experiments; plus runs
+    the profiles table leaves out (frozen item embeddings, GRU4Rec)."""
+    base = {"sasrec": [0.080, 0.084, 0.079], "bert4rec": [0.100, 0.104, 0.101]}
+    gain = {"sasrec": [0.004, 0.005, 0.003], "bert4rec": [0.001, -0.001, 0.003]}
+    for model in base:
+        for seed in range(3):
+            for profiles, shift in ((None, 0.0), ("run:9", gain[model][seed])):
+                value = base[model][seed] + shift
+                add_run(store, model=model, dataset="ml-1m-temporal", seed=seed, experiment=f"profiles-{model}",
+                        profiles=profiles, metrics={"recall@10": value, "ndcg@10": value / 2, "recall@20": 1.0})
+    add_run(store, dataset="ml-1m-temporal", item_emb="minilm", experiment="profiles-sasrec",
+            metrics={"recall@10": 0.5})
+    add_run(store, model="gru4rec", dataset="ml-1m-temporal", experiment="profiles-sasrec", metrics={"recall@10": 0.5})
+    return base, gain
+
+
+def test_the_profiles_table_sets_each_model_with_profiles_under_its_model_without(profile_study):
+    base, gain = profile_study
+    table = report_table("profiles", experiment=["profiles-sasrec", "profiles-bert4rec"])
+    assert [row.label for row in table.rows] == ["sasrec", "sasrec, distilled", "bert4rec", "bert4rec, distilled"]
+    assert [column.metric_label for column in table.columns] == ["R@10", "N@10"]  # the paper's columns only
+    distilled = table.rows[1].cells[0]
+    with_profiles = [b + g for b, g in zip(base["sasrec"], gain["sasrec"])]
+    assert distilled.relative == pytest.approx(sum(with_profiles) / sum(base["sasrec"]) - 1)
+    assert distilled.p_value == pytest.approx(stats.ttest_rel(with_profiles, base["sasrec"]).pvalue)
+    assert table.rows[0].cells[0].relative is None and table.rows[0].cells[0].p_value is None
+    text = build_table("profiles", experiment=["profiles-sasrec", "profiles-bert4rec"])
+    assert f"| sasrec, distilled | 0.0850 ± 0.0036 (+{distilled.relative:.1%})† |" in text
+    assert "| **0.1027 ± 0.0015 (+1.0%)** |" in text  # bert4rec's gain: the best mean, but not a significant one
+    assert "relative change of the mean" in text
+    assert "0.0850 $\\pm$ 0.0036 (+4.9\\%)$^\\dagger$" in build_table("profiles", fmt="latex")
+
+
+def test_the_profiles_table_puts_the_papers_datasets_beside_ours(profile_study):
+    table = report_table("profiles", paper=True)
+    groups = list(dict.fromkeys(column.group for column in table.columns))
+    assert groups == ["ml-1m-temporal (full)", "beauty (paper)", "ml-20m (paper)", "kion (paper)",
+                      "amazon-m2 (paper)"]
+    text = build_table("profiles", paper=True)
+    assert "| sasrec, distilled | 0.0850 ± 0.0036 (+4.9%)† | 0.0425 ± 0.0018 (+4.9%)† | - | - |" in text
+    assert "| 001 SASRec + LLM Distillation | - | - | 0.0228 ± 0.0004 (+5.2%) | 0.0111 ± 0.0002 (+4.9%) |" in text
+    assert "| 001 BERT4Rec | - | - | 0.0102 ± 0.0004 | 0.0051 ± 0.0004 | 0.1088" in text
+    assert "Columns marked (paper)" in text
+    cells = pd.read_csv(io.StringIO(build_table("profiles", paper=True, fmt="csv")))
+    printed = cells[(cells["row"] == "001 BERT4Rec + LLM Distillation") & (cells["dataset"] == "beauty")]
+    assert printed["relative"].tolist() == pytest.approx([0.2353, 0.1961])
+
+
+def test_the_cli_reads_several_experiments(profile_study):
+    result = CliRunner().invoke(cli_app(), ["report", "--table", "profiles", "-e", "profiles-sasrec",
+                                            "-e", "profiles-bert4rec"])
+    assert result.exit_code == 0 and "bert4rec, distilled" in result.output and "sasrec, distilled" in result.output
+    only = CliRunner().invoke(cli_app(), ["report", "--table", "profiles", "-e", "profiles-bert4rec"])
+    assert only.exit_code == 0 and "sasrec" not in only.output.replace("bert4rec", "")
+    missing = CliRunner().invoke(cli_app(), ["report", "--table", "profiles", "-e", "x", "-e", "y"])
+    assert missing.exit_code == 2 and "no finished runs for the profiles table in experiments 'x', 'y'" in missing.output

@@ -198,12 +198,12 @@ async def test_delrec_runs_and_both_delrec_tables(store):
         assert "DELRec (SASRec) ml-100k" in text and "DELRec (SASRec) w U… ml-100k" in text  # 20 characters shown
         await pilot.press("slash", *" kind=delrec-finetune", "enter")
         assert len(rows(app)) == 4
-        await pilot.press("r", "5")
+        await pilot.press("r", "6")
         assert app.screen.kind == "delrec"
         table = app.screen.query_one("#report", DataTable)
         assert [str(table.get_row_at(index)[0]) for index in range(table.row_count)] == [
             "SASRec", "DELRec (SASRec), smollm2-135m-instruct"]
-        await pilot.press("6")
+        await pilot.press("7")
         assert app.screen.kind == "delrec-ablation"
         table = app.screen.query_one("#report", DataTable)
         assert [str(table.get_row_at(index)[0]) for index in range(table.row_count)] == [
@@ -211,3 +211,32 @@ async def test_delrec_runs_and_both_delrec_tables(store):
         await pilot.press("p")
         table = app.screen.query_one("#report", DataTable)
         assert "002-T3 w USP" in [str(table.get_row_at(index)[0]) for index in range(table.row_count)]
+
+
+async def test_a_profiles_run_shows_one_users_profile_at_a_time_and_the_profiles_table(tmp_path):
+    store = open_store()
+    for seed in (0, 1):
+        add_run(store, seed=seed, metrics={"recall@10": 0.10 + seed / 100, "ndcg@10": 0.05})
+        add_run(store, seed=seed, profiles="run:9", metrics={"recall@10": 0.12 + seed / 100, "ndcg@10": 0.06})
+    written = add_run(store, kind="profiles", model=None, dataset="ml-100k")
+    path = tmp_path / "profiles.json"
+    path.write_text('{"10": "Likes slow westerns.", "2": "Watches [b]cartoons[/b] with the kids."}')
+    store.add_artifact(written.id, path, "profiles")
+    app = SeqrecDashboard(store=store, refresh=0)
+    async with app.run_test(size=(100, 40)) as pilot:
+        await pilot.press("enter")
+        assert app.screen.run_id == written.id
+        assert "profile of user 2 (1 of 2" in screen_text(app) and "Next user" in screen_text(app)
+        assert "Watches [b]cartoons[/b] with the kids." in screen_text(app)  # shown as written, not as markup
+        await pilot.press("n")
+        assert "profile of user 10 (2 of 2" in screen_text(app) and "Likes slow westerns." in screen_text(app)
+        await pilot.press("n")
+        assert "profile of user 2 (1 of 2" in screen_text(app)
+        await pilot.press("escape", "down", "enter")
+        assert "Next user" not in screen_text(app) and "profile of user" not in screen_text(app)
+        await pilot.press("escape", "r", "5")
+        assert app.screen.kind == "profiles"
+        table = app.screen.query_one("#report", DataTable)
+        assert [str(table.get_row_at(index)[0]) for index in range(table.row_count)] == ["sasrec",
+                                                                                          "sasrec, distilled"]
+        assert "(+19.0%)" in str(table.get_row_at(1)[1])  # mean recall 0.125 against 0.105

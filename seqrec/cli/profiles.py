@@ -24,6 +24,8 @@ def generate(
     temperature: float = typer.Option(0.7, help="Sampling temperature (0: greedy)."),
     seed: int = typer.Option(0, help="Sampling seed (a fixed seed makes the call cache answer repeats)."),
     users: Optional[int] = typer.Option(None, help="Profile only the first N training users."),
+    max_items: Optional[int] = typer.Option(None, help="Profile each user from their N most recent training "
+                                            "interactions (default: all of them, as the paper)."),
     context_length: Optional[int] = typer.Option(None, help="Fit prompts into this many tokens (an endpoint needs "
                                                  "it; default for a local model: its own context)."),
     tokenizer: Optional[str] = typer.Option(None, help="A registry model whose tokenizer counts an endpoint's "
@@ -36,8 +38,9 @@ def generate(
 
     result = generate_profiles(dataset, llm, endpoint=endpoint, endpoint_model=endpoint_model,
                                api_key_env=api_key_env, prompt=prompt, strategy=strategy, max_tokens=max_tokens,
-                               temperature=temperature, seed=seed, users=users, context_length=context_length,
-                               tokenizer=tokenizer, batch_size=batch_size, experiment=experiment)
+                               temperature=temperature, seed=seed, users=users, max_items=max_items,
+                               context_length=context_length, tokenizer=tokenizer, batch_size=batch_size,
+                               experiment=experiment)
     state = "reused from" if result.cached else "written by"
     console.print(f"profiles {result.path} ({state} run {result.run_id}); embed them with `seqrec profiles embed "
                   f"--profiles run:{result.run_id}`", highlight=False, soft_wrap=True)

@@ -28,10 +28,11 @@ def write_atomically(path: Path, text: str) -> None:
 
 def report(
     table: str = typer.Option("main", "--table", "-t", help="main, distill, noise, ablation (variants of "
-                              "train runs), delrec (DELRec's Table II) or delrec-ablation (its Tables III-IV)."),
-    experiment: Optional[str] = typer.Option(None, "--experiment", "-e", help="Only runs of this experiment, or of "
-                                             "those a comma-separated list of names or patterns matches "
-                                             "('delrec-base-*,delrec-cpu-*')."),
+                              "train runs), profiles, delrec (DELRec's Table II) or delrec-ablation (its Tables "
+                              "III-IV)."),
+    experiment: Optional[list[str]] = typer.Option(None, "--experiment", "-e", help="Only runs of this experiment, or "
+                                                   "of those a comma-separated list of names or patterns matches "
+                                                   "('delrec-base-*,delrec-cpu-*'); repeat for several."),
     fmt: str = typer.Option("md", "--format", "-f", help="md, latex, csv or html."),
     paper: bool = typer.Option(False, "--paper", help="Add the papers' published numbers where dataset and "
                                                       "protocol match."),

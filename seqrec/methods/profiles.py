@@ -31,7 +31,7 @@ from seqrec.errors import SeqrecError
 from seqrec.llm.prompts import render_prompt
 from seqrec.recsys.guide import EMBEDDINGS_KIND, run_reference
 from seqrec.resources import resource_dir
-from seqrec.store import config_hash, file_digest, open_store
+from seqrec.store import config_hash, open_store
 
 PROMPTS = ("short", "long")
 STRATEGIES = ("agg_after", "agg_with")
@@ -83,9 +83,10 @@ def rating_text(rating) -> str | None:
     return f"{float(rating):g}"
 
 
-def training_histories(data, users: int | None = None) -> dict[int, list[dict]]:
+def training_histories(data, users: int | None = None, max_items: int | None = None) -> dict[int, list[dict]]:
     """user -> their training interactions as prompt items, oldest first; only ``data.train`` is read, so no
-    validation or test item can reach a prompt. ``users`` keeps the first N users by id."""
+    validation or test item can reach a prompt. ``users`` keeps the first N users by id, ``max_items`` each
+    user's N most recent interactions."""
     fields = item_fields(data.items)
     train = data.train.sort_values("user")
     if users is not None:
@@ -94,8 +95,9 @@ def training_histories(data, users: int | None = None) -> dict[int, list[dict]]:
     histories = {}
     for row in train.to_dict("records"):
         ratings = list(row["ratings"]) if has_ratings else [None] * len(row["items"])
-        histories[int(row["user"])] = [{"fields": fields[int(item)], "rating": rating_text(rating)}
-                                       for item, rating in zip(row["items"], ratings)]
+        history = [{"fields": fields[int(item)], "rating": rating_text(rating)}
+                   for item, rating in zip(row["items"], ratings)]
+        histories[int(row["user"])] = history[-max_items:] if max_items else history
     return histories
 
 
@@ -150,11 +152,11 @@ def halve_until_fit(parts: list, fits: Callable[[list], bool], too_long: Callabl
     return halve_until_fit(parts[:middle], fits, too_long) + halve_until_fit(parts[middle:], fits, too_long)
 
 
-def token_counter(backend, tokenizer: str | None) -> tuple[Callable[[list], int], str]:
-    """(count the tokens of chat messages, how): the local model's own tokenizer and chat template, a named
-    tokenizer for an endpoint, or else an estimate from the text's length."""
+def token_counter(backend, tokenizer: str | None) -> Callable[[list], int]:
+    """Counts the tokens of chat messages: by the local model's own tokenizer and chat template, a named
+    tokenizer for an endpoint, or else an estimate from the text's length (the config's tokens_counted_by)."""
     if hasattr(backend, "prompt_ids"):
-        return (lambda messages: len(backend.prompt_ids(messages))), "model"
+        return lambda messages: len(backend.prompt_ids(messages))
     if tokenizer is not None:
         from transformers import AutoTokenizer
 
@@ -168,9 +170,8 @@ def token_counter(backend, tokenizer: str | None) -> tuple[Callable[[list], int]
                 return len(loaded(text, add_special_tokens=False)["input_ids"])
             return len(loaded("\n".join(message["content"] for message in messages))["input_ids"])
 
-        return count, f"tokenizer:{tokenizer}"
-    return (lambda messages: sum(len(message["content"]) for message in messages) // CHARACTERS_PER_TOKEN
-            + 16), "estimate"
+        return count
+    return lambda messages: sum(len(message["content"]) for message in messages) // CHARACTERS_PER_TOKEN + 16
 
 
 # generation --------------------------------------------------------------------------------------------------
@@ -250,7 +251,7 @@ def templates_digest(prompt: str) -> str:
 
 
 def check_generation_options(prompt: str, strategy: str, max_tokens: int, temperature: float,
-                             users: int | None) -> None:
+                             users: int | None, max_items: int | None) -> None:
     if prompt not in PROMPTS:
         raise SeqrecError(f"--prompt must be one of {', '.join(PROMPTS)}, not {prompt!r}")
     if strategy not in STRATEGIES:
@@ -260,61 +261,109 @@ def check_generation_options(prompt: str, strategy: str, max_tokens: int, temper
                           f"{temperature})")
     if users is not None and users < 1:
         raise SeqrecError(f"--users must be at least 1, not {users}")
+    if max_items is not None and max_items < 1:
+        raise SeqrecError(f"--max-items must be at least 1, not {max_items}")
 
 
-def generate_profiles(dataset: str, llm: str | None = None, *, endpoint: str | None = None,
-                      endpoint_model: str | None = None, api_key_env: str | None = None, prompt: str = "short",
-                      strategy: str = "agg_after", max_tokens: int = 512, temperature: float = 0.7, seed: int = 0,
-                      users: int | None = None, context_length: int | None = None, tokenizer: str | None = None,
-                      batch_size: int = 16, dtype: str = "auto", experiment: str | None = None) -> GeneratedProfiles:
-    """One profile per training user of ``dataset`` (or of its first ``users``), written by a registry model
-    (``llm``: an alias or run:ID) or an OpenAI-compatible ``endpoint``; an artifact of a ``profiles`` run.
+def generation_config(dataset: str, llm: str | None = None, *, endpoint: str | None = None,
+                      endpoint_model: str | None = None, prompt: str = "short", strategy: str = "agg_after",
+                      max_tokens: int = 512, temperature: float = 0.7, seed: int = 0, users: int | None = None,
+                      max_items: int | None = None, context_length: int | None = None, tokenizer: str | None = None,
+                      batch_size: int = 16, dtype: str = "auto") -> dict:
+    """The fully resolved config of a profiles run, read from the dataset and the model's files without loading
+    any weights (so that an experiment can be planned cheaply)."""
+    from transformers import AutoConfig
 
-    ``context_length`` caps the context the prompts are fitted to (an endpoint needs it); ``tokenizer`` names a
-    registry model whose tokenizer counts an endpoint's tokens (else they are estimated from the text's length).
-    """
     from seqrec.data.prepare import get_dataset, load_dataset
-    from seqrec.llm.backends import open_backend
+    from seqrec.llm.backends.local import default_device, local_identity, resolve_dtype
+    from seqrec.llm.backends.openai_api import endpoint_identity
+    from seqrec.llm.registry import model_record
 
-    check_generation_options(prompt, strategy, max_tokens, temperature, users)
-    dataset_row, data = get_dataset(dataset), load_dataset(dataset)
-    local_options = {} if endpoint is not None else {"batch_size": batch_size, "dtype": dtype}
-    backend = open_backend(llm, endpoint=endpoint, endpoint_model=endpoint_model, api_key_env=api_key_env,
-                           **local_options)
-    if backend.name == "local" and not backend.capabilities.chat:  # (an endpoint applies its own chat template)
-        raise SeqrecError(f"{llm} has no chat template; profiles are written by an instruct model through its chat "
-                          "template (e.g. smollm2-135m-instruct)")
-    limit = min(filter(None, (context_length, getattr(backend, "context_length", None))), default=None)
+    check_generation_options(prompt, strategy, max_tokens, temperature, users, max_items)
+    if (llm is None) == (endpoint is None):
+        raise SeqrecError("name either a model (--llm ALIAS or run:ID) or an endpoint (--endpoint URL "
+                          "--endpoint-model NAME), not both or neither")
+    if endpoint is not None and not endpoint_model:
+        raise SeqrecError(f"--endpoint {endpoint} needs --endpoint-model: the model name the server serves")
+    dataset_row = get_dataset(dataset)
+    if endpoint is None:
+        record = model_record(llm)
+        identity = local_identity(record, resolve_dtype(dtype, default_device()))
+        model_context = getattr(AutoConfig.from_pretrained(record.path), "max_position_embeddings", None)
+        counted_by = "model"
+    else:
+        identity, model_context = endpoint_identity(endpoint, endpoint_model), None
+        counted_by = f"tokenizer:{tokenizer}" if tokenizer is not None else "estimate"
+    limit = min(filter(None, (context_length, model_context)), default=None)
     if limit is None:
         raise SeqrecError(f"the context length of {endpoint_model or llm} is unknown: give --context-length")
-    count_tokens, counted_by = token_counter(backend, tokenizer)
-    family = dataset_family(dataset_row.source, data.items.columns)
-    config = {"dataset": dataset, "dataset_fingerprint": dataset_row.fingerprint, "backend": backend.name,
-              "llm": backend.identity, "prompt": prompt, "strategy": strategy, "family": family,
-              "templates_sha256": templates_digest(prompt), "max_tokens": max_tokens, "temperature": temperature,
-              "seed": seed, "users": users, "context_length": limit, "tokens_counted_by": counted_by,
-              # a sampled local batch draws from one seeded generator, so its members change with its composition
-              "batch_size": batch_size if backend.name == "local" else None}
-    try:
-        return profiles_run(config, backend, PromptBuilder(prompt, family, count_tokens, limit, max_tokens),
-                            training_histories(data, users), batch_size, experiment)
-    finally:
-        backend.close()
+    return {"dataset": dataset, "dataset_fingerprint": dataset_row.fingerprint,
+            "backend": "local" if endpoint is None else "openai", "llm": identity, "prompt": prompt,
+            "strategy": strategy, "family": dataset_family(dataset_row.source, load_dataset(dataset).items.columns),
+            "templates_sha256": templates_digest(prompt), "max_tokens": max_tokens, "temperature": temperature,
+            "seed": seed, "users": users, "max_items": max_items, "context_length": limit,
+            "tokens_counted_by": counted_by,
+            # a sampled local batch draws from one seeded generator, so its members change with its composition
+            "batch_size": batch_size if endpoint is None else None}
 
 
-def profiles_run(config: dict, backend, builder: PromptBuilder, histories: dict[int, list[dict]], batch_size: int,
-                 experiment: str | None) -> GeneratedProfiles:
-    """The finished run of this config if there is one, else a new run that writes every profile."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    from seqrec.llm.backends import CachedLLM, Decoding
-
+def finished_profiles(config: dict) -> GeneratedProfiles | None:
+    """The finished profiles run of this config whose artifact is still on disk."""
     store = open_store()
     earlier = store.find_run(config_hash(config), kind="profiles")
     if earlier is not None:
         for artifact in reversed(store.artifacts(earlier.id, kind=PROFILES_KIND)):
             if Path(artifact.path).exists():
                 return GeneratedProfiles(earlier.id, Path(artifact.path), cached=True)
+    return None
+
+
+def generate_profiles(dataset: str, llm: str | None = None, *, endpoint: str | None = None,
+                      endpoint_model: str | None = None, api_key_env: str | None = None, prompt: str = "short",
+                      strategy: str = "agg_after", max_tokens: int = 512, temperature: float = 0.7, seed: int = 0,
+                      users: int | None = None, max_items: int | None = None, context_length: int | None = None,
+                      tokenizer: str | None = None, batch_size: int = 16, dtype: str = "auto",
+                      experiment: str | None = None) -> GeneratedProfiles:
+    """One profile per training user of ``dataset`` (or of its first ``users``), from all their training
+    interactions (as the paper) or their ``max_items`` most recent, written by a registry model (``llm``: an alias
+    or run:ID) or an OpenAI-compatible ``endpoint``; an artifact of a ``profiles`` run.
+
+    ``context_length`` caps the context the prompts are fitted to (an endpoint needs it); ``tokenizer`` names a
+    registry model whose tokenizer counts an endpoint's tokens (else they are estimated from the text's length).
+    """
+    from seqrec.data.prepare import load_dataset
+    from seqrec.llm.backends import open_backend
+
+    config = generation_config(dataset, llm, endpoint=endpoint, endpoint_model=endpoint_model, prompt=prompt,
+                               strategy=strategy, max_tokens=max_tokens, temperature=temperature, seed=seed,
+                               users=users, max_items=max_items, context_length=context_length,
+                               tokenizer=tokenizer, batch_size=batch_size, dtype=dtype)
+    found = finished_profiles(config)
+    if found is not None:
+        return found
+    local_options = {} if endpoint is not None else {"batch_size": batch_size, "dtype": dtype}
+    backend = open_backend(llm, endpoint=endpoint, endpoint_model=endpoint_model, api_key_env=api_key_env,
+                           **local_options)
+    try:
+        if backend.name == "local" and not backend.capabilities.chat:  # (an endpoint applies its own template)
+            raise SeqrecError(f"{llm} has no chat template; profiles are written by an instruct model through its "
+                              "chat template (e.g. smollm2-135m-instruct)")
+        builder = PromptBuilder(prompt, config["family"], token_counter(backend, tokenizer),
+                                config["context_length"], max_tokens)
+        histories = training_histories(load_dataset(dataset), users, max_items)
+        return profiles_run(config, backend, builder, histories, batch_size, experiment)
+    finally:
+        backend.close()
+
+
+def profiles_run(config: dict, backend, builder: PromptBuilder, histories: dict[int, list[dict]], batch_size: int,
+                 experiment: str | None) -> GeneratedProfiles:
+    """A new run that writes every profile."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from seqrec.llm.backends import CachedLLM, Decoding
+
+    store = open_store()
     strategy = config["strategy"]
     with store.start_run("profiles", config, experiment=experiment, seed=config["seed"],
                          dataset=config["dataset"]) as run:
@@ -423,6 +472,49 @@ def reduce_vectors(vectors: np.ndarray, fit_rows: np.ndarray, kind: str, size: i
     return reducer.transform(vectors).astype(np.float32)
 
 
+def user_embedding_config(profiles: int | str, encoder: str = "e5-large", *, reduce: str = "umap:128",
+                          seed: int = 0, max_length: int = 512, e5_prefix: str = "query") -> dict:
+    """The fully resolved config of embedding a profiles run, read without loading the encoder."""
+    from seqrec.data.prepare import get_dataset
+    from seqrec.llm.registry import ALIASES, model_record
+
+    parse_reduce(reduce)
+    if e5_prefix not in ("query", "passage"):
+        raise SeqrecError(f"--e5-prefix must be query or passage, not {e5_prefix!r}")
+    if max_length < 2:
+        raise SeqrecError("--max-length must be at least 2")
+    profiles_run, artifact = profiles_artifact(profiles)
+    dataset_row = get_dataset(profiles_run.dataset)
+    if dataset_row.fingerprint != profiles_run.config["dataset_fingerprint"]:
+        raise SeqrecError(f"the profiles of run {profiles_run.id} were made for an earlier version of dataset "
+                          f"{profiles_run.dataset!r}; generate them again")
+    record = model_record(encoder)
+    spec = ALIASES.get(encoder)
+    prefix = f"{e5_prefix}: " if is_e5(encoder, record.alias, spec.hub_id if spec else None) else ""
+    return {"profiles_run": profiles_run.id, "profiles_sha256": artifact.sha256,
+            "dataset": profiles_run.dataset, "dataset_fingerprint": dataset_row.fingerprint,
+            "encoder": record.alias, "encoder_sha256": record.sha256, "prefix": prefix, "pooling": "mean",
+            "normalised": True, "max_length": max_length, "reduce": reduce, "seed": seed, "dtype": "float32"}
+
+
+def stand_in_note(config: dict) -> str | None:
+    """What to tell the user when the encoder is not an E5 model (it then gets no E5 prefix)."""
+    if config["prefix"]:
+        return None
+    return f"{config['encoder']} stands in for multilingual-e5-large, the paper's encoder (no E5 prefix)"
+
+
+def finished_user_embeddings(config: dict) -> EmbeddedProfiles | None:
+    """The finished embed-profiles run of this config whose matrix is still on disk."""
+    store = open_store()
+    earlier = store.find_run(config_hash(config), kind="embed-profiles")
+    if earlier is not None:
+        for found in reversed(store.artifacts(earlier.id, kind=EMBEDDINGS_KIND)):
+            if Path(found.path).exists():
+                return EmbeddedProfiles(earlier.id, Path(found.path), cached=True, note=stand_in_note(config))
+    return None
+
+
 def embed_profiles(profiles: int | str, encoder: str = "e5-large", *, reduce: str = "umap:128", seed: int = 0,
                    batch_size: int = 32, max_length: int = 512, e5_prefix: str = "query",
                    experiment: str | None = None) -> EmbeddedProfiles:
@@ -433,39 +525,24 @@ def embed_profiles(profiles: int | str, encoder: str = "e5-large", *, reduce: st
     are used as features, which is how the guide uses them. Vectors are mean-pooled and L2-normalised (the
     convention of E5 and of sentence-transformers' MiniLM) before the reducer.
     """
-    from seqrec.data.prepare import get_dataset, load_dataset
+    from seqrec.data.prepare import load_dataset
     from seqrec.llm.embed import encode_batches, pad_token_id, prepare_encoder, tokenize
-    from seqrec.llm.registry import ALIASES, model_record
+    from seqrec.llm.registry import model_record
 
+    if batch_size < 1:
+        raise SeqrecError("--batch-size must be at least 1")
+    config = user_embedding_config(profiles, encoder, reduce=reduce, seed=seed, max_length=max_length,
+                                   e5_prefix=e5_prefix)
+    found = finished_user_embeddings(config)
+    if found is not None:
+        return found
     kind, size = parse_reduce(reduce)
-    if e5_prefix not in ("query", "passage"):
-        raise SeqrecError(f"--e5-prefix must be query or passage, not {e5_prefix!r}")
-    if batch_size < 1 or max_length < 2:
-        raise SeqrecError("--batch-size must be at least 1 and --max-length at least 2")
+    note, prefix = stand_in_note(config), config["prefix"]
     profiles_run, artifact = profiles_artifact(profiles)
     texts_by_user = load_profiles(profiles_run.id)
-    dataset_row = get_dataset(profiles_run.dataset)
-    if dataset_row.fingerprint != profiles_run.config["dataset_fingerprint"]:
-        raise SeqrecError(f"the profiles of run {profiles_run.id} were made for an earlier version of dataset "
-                          f"{profiles_run.dataset!r}; generate them again")
     data = load_dataset(profiles_run.dataset)
     record = model_record(encoder)
-    spec = ALIASES.get(encoder)
-    e5 = is_e5(encoder, record.alias, spec.hub_id if spec else None)
-    prefix = f"{e5_prefix}: " if e5 else ""
-    note = None if e5 else (f"{record.alias} stands in for multilingual-e5-large, the paper's encoder (no E5 "
-                            "prefix)")
-    config = {"profiles_run": profiles_run.id, "profiles_sha256": file_digest(Path(artifact.path))[0],
-              "dataset": profiles_run.dataset, "dataset_fingerprint": dataset_row.fingerprint,
-              "encoder": record.alias, "encoder_sha256": record.sha256, "prefix": prefix, "pooling": "mean",
-              "normalised": True, "max_length": max_length, "reduce": reduce, "seed": seed, "dtype": "float32"}
     store = open_store()
-    earlier = store.find_run(config_hash(config), kind="embed-profiles")
-    if earlier is not None:
-        for found in reversed(store.artifacts(earlier.id, kind=EMBEDDINGS_KIND)):
-            if Path(found.path).exists():
-                return EmbeddedProfiles(earlier.id, Path(found.path), cached=True, note=note)
-
     training_users = {int(user) for user in data.train["user"]}
     strangers = sorted(set(texts_by_user) - training_users)
     if strangers:
@@ -492,7 +569,7 @@ def embed_profiles(profiles: int | str, encoder: str = "e5-large", *, reduce: st
         run.log_metrics({"users": len(users), "dim": matrix.shape[1], "encoder_dim": vectors.shape[1],
                          "seconds": time.perf_counter() - started}, split="embed")
         run.log_artifact(path, EMBEDDINGS_KIND, meta={"dataset": profiles_run.dataset,
-                                                      "fingerprint": dataset_row.fingerprint,
+                                                      "fingerprint": config["dataset_fingerprint"],
                                                       "dim": int(matrix.shape[1]), "users": len(users),
                                                       "encoder": record.alias, "reduce": reduce, "note": note})
     return EmbeddedProfiles(run.id, path, cached=False, note=note)

@@ -3,6 +3,8 @@ baseline row, missing runs named, and the papers' published numbers beside ours.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from seqrec.errors import SeqrecError
 from seqrec.report.render import RENDERERS
 from seqrec.report.specs import TABLES, row_label
@@ -11,8 +13,9 @@ from seqrec.report.tables import ReportTable, report_table
 FORMATS = tuple(RENDERERS)
 
 
-def build_table(table: str = "main", experiment: str | None = None, fmt: str = "md", paper: bool = False) -> str:
-    """One report table as text: `seqrec report --table T [--experiment X] [--format F] [--paper]`."""
+def build_table(table: str = "main", experiment: str | Sequence[str] | None = None, fmt: str = "md",
+                paper: bool = False) -> str:
+    """One report table as text: `seqrec report --table T [--experiment X ...] [--format F] [--paper]`."""
     if fmt not in RENDERERS:
         raise SeqrecError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
     return RENDERERS[fmt](report_table(table, experiment=experiment, paper=paper))

@@ -29,6 +29,12 @@ class PublishedTable:
     notes: str
     # (row label, published dataset name, metric) -> (value, std or None)
     values: dict[tuple[str, str, str], tuple[float, float | None]]
+    # the same keys -> the relative improvement the paper prints (0.052 for +5.20%), where it prints one
+    relative: dict[tuple[str, str, str], float]
+
+    def columns(self) -> list[tuple[str, str]]:
+        """(dataset, metric) in the paper's order."""
+        return list(dict.fromkeys((dataset, metric) for _, dataset, metric in self.values))
 
     @property
     def source(self) -> str:
@@ -41,20 +47,24 @@ def normalize(name: str) -> str:
     return re.sub(r"^amazon(2023)?(?=.)", "", key)
 
 
-def _parse(entry: dict) -> PublishedTable:
+def _cells(entry: dict, rows: dict) -> dict[tuple[str, str, str], object]:
+    """(row, dataset, metric) -> the printed entry, from rows listed dataset-major."""
     datasets, metrics = entry["datasets"], entry["metrics"]
-    values = {}
-    for row, numbers in entry["rows"].items():
+    cells = {}
+    for row, numbers in rows.items():
         if len(numbers) != len(datasets) * len(metrics):
             raise ValueError(f"{DATA_FILE.name}: {entry['tag']} row {row!r} has {len(numbers)} values, "
                              f"expected {len(datasets)} datasets x {len(metrics)} metrics")
-        cells = iter(numbers)
-        for dataset in datasets:
-            for metric in metrics:
-                number = next(cells)
-                values[row, dataset, metric] = (number[0], number[1]) if isinstance(number, list) else (number, None)
+        cells.update(zip([(row, dataset, metric) for dataset in datasets for metric in metrics], numbers))
+    return cells
+
+
+def _parse(entry: dict) -> PublishedTable:
+    values = {key: (number[0], number[1]) if isinstance(number, list) else (number, None)
+              for key, number in _cells(entry, entry["rows"]).items()}
+    relative = {key: percent / 100 for key, percent in _cells(entry, entry.get("relative", {})).items()}
     return PublishedTable(tag=entry["tag"], report=entry["report"], file=entry["file"], table=entry["table"],
-                          protocol=entry["protocol"], notes=entry.get("notes", ""), values=values)
+                          protocol=entry["protocol"], notes=entry.get("notes", ""), values=values, relative=relative)
 
 
 @functools.cache
@@ -65,7 +75,7 @@ def _load() -> tuple[dict[str, str], tuple[PublishedTable, ...]]:
 
 
 def published_tables(report: str | None = None) -> list[PublishedTable]:
-    """The published tables, or those shaped like one report table (main, distill, noise, ablation,
+    """The published tables, or those shaped like one report table (main, distill, noise, ablation, profiles,
     delrec, delrec-ablation)."""
     return [table for table in _load()[1] if report is None or table.report == report]
 

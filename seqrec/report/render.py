@@ -43,7 +43,8 @@ RICH = Markup("[b]{}[/b]", " ± ", "†", escape_rich)  # the dashboard's report
 
 
 def cell_text(cell: Cell, markup: Markup) -> str:
-    """'0.1234 ± 0.0012†' (bold when best), '0.1234 (n=1)', or the reason the cell is empty."""
+    """'0.1234 ± 0.0012†' (bold when best), '0.1234 (n=1)', '0.1234 ± 0.0012 (+4.9%)' where the table shows
+    relative changes, or the reason the cell is empty."""
     if cell.mean is None:
         return markup.escape(cell.missing or "-")
     text = f"{cell.mean:.4f}"
@@ -51,6 +52,8 @@ def cell_text(cell: Cell, markup: Markup) -> str:
         text += f"{markup.plus_minus}{cell.std:.4f}"
     elif cell.n == 1:
         text += " (n=1)"
+    if cell.relative is not None:
+        text += markup.escape(f" ({cell.relative:+.1%})")
     if cell.significant:
         text += markup.dagger
     return markup.bold.format(text) if cell.best else text
@@ -93,7 +96,7 @@ def to_csv(table: ReportTable) -> str:
     """Long format, one line per cell, numbers unformatted: for further analysis rather than reading."""
     records = [{"row": row.label, "published": row.published, "dataset": column.dataset, "protocol": column.protocol,
                 "metric": column.metric, "mean": cell.mean, "std": cell.std, "n": cell.n, "best": cell.best,
-                "p_value": cell.p_value, "significant": cell.significant, "missing": cell.missing}
+                "relative": cell.relative, "p_value": cell.p_value, "significant": cell.significant, "missing": cell.missing}
                for row in table.rows for column, cell in zip(table.columns, row.cells)]
     return pd.DataFrame(records).to_csv(index=False)
 

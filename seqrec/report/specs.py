@@ -35,9 +35,16 @@ class TableSpec:
     # the split where a run of a row logged p_<metric> of a paired test over users, used for a row with one seed
     user_tests: str | None = None
     label: Callable[[dict], str] | None = None  # names a row from a config of its row keys (default: row_label)
+    derived: dict[str, Callable[[dict], object]] = field(default_factory=dict)  # row keys computed from a config
+    relative: bool = False  # show each row's relative change against its baseline row
+    paper_columns: bool = False  # --paper adds the paper's own datasets as columns (ours rarely match them)
 
     def row_name(self, config: dict) -> str:
         return self.label(config) if self.label is not None else row_label(config, self.row_keys)
+
+    def row_config(self, config: dict) -> dict:
+        """The run's config with the derived row keys added."""
+        return {**config, **{key: derive(config) for key, derive in self.derived.items()}}
 
     def baseline_values(self, config: dict) -> dict:
         return self.baseline(config) if callable(self.baseline) else self.baseline
@@ -79,6 +86,11 @@ def _in_delrec_table(config: dict) -> bool:
             and not config.get("item_emb") and str(config.get("eval", "")).startswith("sampled:"))
 
 
+def _profile_candidate(config: dict) -> bool:
+    """A model the second paper distils profiles into, on ID embeddings as there, with or without profiles."""
+    return _plain(config) and config.get("model") in ("sasrec", "bert4rec") and not config.get("item_emb")
+
+
 TABLES = {
     "main": TableSpec(
         title="Main results: each model with ID or frozen LLM item embeddings",
@@ -112,6 +124,17 @@ TABLES = {
         include=lambda config: not config.get("noise"),
         row_keys=("variant", "model", "item_emb"),
         baseline={"variant": None},
+    ),
+    # user-profile distillation (the second paper)
+    "profiles": TableSpec(
+        title="User-profile distillation: each model with and without the profile guide loss",
+        include=_profile_candidate,
+        row_keys=("model", "distilled"),
+        derived={"distilled": lambda config: bool(config.get("profiles"))},
+        baseline={"distilled": False},
+        metrics={"full": ("recall@10", "ndcg@10")},  # the paper's columns
+        relative=True,
+        paper_columns=True,
     ),
     # DELRec (the third paper): Table II, and Tables III-IV; "ablation" above stays the first paper's variants
     "delrec": TableSpec(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fnmatch
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -37,6 +38,7 @@ class Cell:
     n: int = 0  # seeds behind the mean; 0 for a published number
     best: bool = False
     p_value: float | None = None
+    relative: float | None = None  # the mean's relative change against the baseline row's (0.05 = +5%)
     missing: str = ""
 
     @property
@@ -65,23 +67,30 @@ def _column_value(run: Run, key: str):
     return DEFAULT_PROTOCOL if value is None and key == "eval" else value
 
 
-def _runs_frame(store: Store, spec: TableSpec, experiment: str | None) -> pd.DataFrame:
+def _selected_runs(store: Store, experiments: list[str | None]) -> list[Run]:
+    """The runs of the named experiments (each a name, or a comma-separated list of names or patterns such as
+    ``delrec-base-*``: a study spread over experiments), or every run."""
+    patterns = [pattern.strip() for name in experiments if name for pattern in name.split(",") if pattern.strip()]
+    if not patterns:
+        return store.list_runs(limit=None)
+    if not any(mark in pattern for pattern in patterns for mark in "*?["):
+        return [run for pattern in patterns for run in store.list_runs(experiment=pattern, limit=None)]
+    return [run for run in store.list_runs(limit=None)
+            if any(fnmatch.fnmatchcase(run.experiment or "", pattern) for pattern in patterns)]
+
+
+def _runs_frame(store: Store, spec: TableSpec, experiments: list[str | None]) -> pd.DataFrame:
     """One row per run of the table (any status), oldest first: its row label, baseline row and column group."""
-    if experiment is not None and any(mark in experiment for mark in ",*?["):  # a study over several experiments
-        patterns = [pattern.strip() for pattern in experiment.split(",")]
-        runs = [run for run in store.list_runs(limit=None)
-                if any(fnmatch.fnmatchcase(run.experiment or "", pattern) for pattern in patterns)]
-    else:
-        runs = store.list_runs(experiment=experiment, limit=None)
-    runs = [run for run in runs if run.kind in spec.kinds and spec.include(run.config)]
+    runs = [run for run in _selected_runs(store, experiments)
+            if run.kind in spec.kinds and spec.include(run.config)]
     records = []
     for run in sorted(runs, key=lambda run: run.id):
         keys = dict(zip(spec.column_keys, (_column_value(run, key) for key in spec.column_keys)))
         first, *rest = keys.values()
-        rows = [("test", run.config)]
+        rows = [("test", spec.row_config(run.config))]
         if run.kind in spec.companions:
             split, values = spec.companions[run.kind]
-            rows.insert(0, (split, {**run.config, **values}))
+            rows.insert(0, (split, spec.row_config({**run.config, **values})))
         for split, config in rows:
             identity = {key: config.get(key) for key in spec.row_keys}
             records.append({
@@ -175,6 +184,18 @@ def _mark_best(rows: list[Row], width: int) -> None:
             cell.best = cell.mean is not None and math.isclose(cell.mean, max(means), rel_tol=0, abs_tol=1e-12)
 
 
+def _paper_columns(kind: str, columns: list[Column]) -> list[Column]:
+    """Columns for the papers' datasets that none of ours is, so that their numbers stand beside ours."""
+    ours = {(published_dataset(column.dataset), column.protocol) for column in columns}
+    extra = []
+    for table in published_tables(kind):
+        for dataset, metric in table.columns():
+            column = Column(f"{dataset} (paper)", dataset, table.protocol, metric)
+            if (dataset, table.protocol) not in ours and column not in extra:
+                extra.append(column)
+    return extra
+
+
 def _published_rows(kind: str, columns: list[Column]) -> tuple[list[Row], list[str]]:
     """The papers' rows for the columns whose dataset and protocol they report, and the sources they come from."""
     rows: dict[str, Row] = {}
@@ -188,7 +209,8 @@ def _published_rows(kind: str, columns: list[Column]) -> tuple[list[Row], list[s
                 if (table_dataset, metric) == (dataset, column.metric):
                     name = f"{table.tag} {label}"
                     row = rows.setdefault(name, Row(name, [Cell() for _ in columns], published=True))
-                    row.cells[index] = Cell(mean=value, std=std)
+                    row.cells[index] = Cell(mean=value, std=std,
+                                            relative=table.relative.get((label, table_dataset, metric)))
                     if table.source not in sources:
                         sources.append(table.source)
     return list(rows.values()), sources
@@ -237,17 +259,27 @@ def _grouped(labels: list[str], baselines: dict[str, str]) -> list[str]:
     return sorted(labels, key=order)
 
 
-def report_table(table: str, experiment: str | None = None, paper: bool = False,
+def _relative(values: pd.Series, baseline: pd.Series) -> float | None:
+    """The relative change of the mean against the baseline's mean (None when the baseline's is 0 or absent)."""
+    if values.empty or baseline.empty or baseline.mean() == 0:
+        return None
+    return float(values.mean() / baseline.mean() - 1)
+
+
+def report_table(table: str, experiment: str | Sequence[str] | None = None, paper: bool = False,
                  store: Store | None = None) -> ReportTable:
-    """Compute one report table from the finished runs (of one experiment, or of all)."""
+    """Compute one report table from the finished runs (of one or more experiments, or of all)."""
     spec = TABLES.get(table)
     if spec is None:
         raise SeqrecError(f"unknown table {table!r}; choose one of {', '.join(TABLES)}")
     store = store or open_store()
-    runs = _runs_frame(store, spec, experiment)
+    experiments = [experiment] if experiment is None or isinstance(experiment, str) else list(experiment) or [None]
+    runs = _runs_frame(store, spec, experiments)
     finished = runs[runs["status"] == "finished"]
     if finished.empty:
-        where = f"experiment {experiment!r}" if experiment else "the database"
+        named = [name for name in experiments if name]
+        where = (f"experiment{'s' if len(named) > 1 else ''} {', '.join(map(repr, named))}" if named
+                 else "the database")
         raise SeqrecError(f"no finished runs for the {table} table in {where} (see `seqrec runs list`)")
     values = _final_values(store, finished)
     columns = _columns(spec, runs, values)
@@ -278,6 +310,8 @@ def report_table(table: str, experiment: str | None = None, paper: bool = False,
                 if cell.p_value is None and cell.n == 1:
                     cell.p_value = user_tests.get((label, column.group, column.metric))
                     over_users |= cell.p_value is not None
+                if spec.relative:
+                    cell.relative = _relative(series(label, column), series(baselines[label], column))
             cells.append(cell)
         rows.append(Row(label, cells))
     _mark_best(rows, len(columns))
@@ -296,11 +330,21 @@ def report_table(table: str, experiment: str | None = None, paper: bool = False,
     if over_users:
         notes.append("A row of one seed is tested over users instead: a two-sided paired t-test of each user's "
                      "value, re-ranked vs the base model's on the same users (the run's paired test).")
+    if spec.relative:
+        notes.append("In parentheses: the relative change of the mean against the baseline row's mean (published "
+                     "rows: the improvement the paper prints).")
     if paper:
+        extra = _paper_columns(table, columns) if spec.paper_columns else []
+        columns = columns + extra
+        for row in rows:
+            row.cells += [Cell() for _ in extra]
         published, sources = _published_rows(table, columns)
         rows += published
         notes += [f"Published, as printed in {source}." for source in sources] or [
             "No published numbers match these datasets and evaluation protocols."]
+        if extra:
+            notes.append("Columns marked (paper) are the paper's datasets, on which we have no runs.")
     notes += _bound_notes(rows, columns)
-    return ReportTable(kind=table, title=spec.title + (f" ({experiment})" if experiment else ""), columns=columns,
+    named = ", ".join(name for name in experiments if name)
+    return ReportTable(kind=table, title=spec.title + (f" ({named})" if named else ""), columns=columns,
                        rows=rows, footnotes=notes + missing_notes)

@@ -1,19 +1,24 @@
-"""One run in full (config, final metrics, training curves, artifacts, lineage), and several runs side by side."""
+"""One run in full (config, final metrics, training curves, artifacts, lineage; a profiles run's user profiles one
+user at a time), and several runs side by side."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
+from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.widgets import DataTable, Footer, Static
 
 from seqrec.report import row_label
 from seqrec.tui.base import StoreScreen, duration, number, status_markup
 from seqrec.tui.plot import sparkline
+
+PROFILES_KIND = "profiles"  # the run kind and artifact kind of `seqrec profiles generate`
 
 
 def flatten(config: dict, prefix: str = "") -> dict[str, str]:
@@ -63,9 +68,14 @@ def reranking_summary(config: dict, final: dict[str, dict[str, float]]) -> Table
 class RunScreen(StoreScreen):
     """Everything about one run; redrawn while the run is still writing."""
 
+    BINDINGS = [Binding("n", "profile(1)", "Next user"), Binding("p", "profile(-1)", "Previous user")]
+
     def __init__(self, run_id: int):
         super().__init__()
         self.run_id = run_id
+        self.kind: str | None = None
+        self.profile_index = 0  # which user's profile a profiles run shows, in user order
+        self.profiles: dict[str, str] | None = None  # read once: a finished run's profiles do not change
 
     def compose(self) -> ComposeResult:
         yield Static(id="title")
@@ -78,6 +88,9 @@ class RunScreen(StoreScreen):
 
     def reload(self) -> None:
         run = self.store.get_run(self.run_id)
+        if run.kind != self.kind:
+            self.kind = run.kind
+            self.refresh_bindings()
         self.query_one("#title", Static).update(
             f"[b]run {run.id}[/b] {run.kind} {status_markup(run.status)} · {row_label(run.config)} · "
             f"{run.dataset or '-'} · seed {run.seed} · {duration(run.duration_s)}")
@@ -99,11 +112,36 @@ class RunScreen(StoreScreen):
                 finals.add_row(split, key, number(value))
         yield section("final metrics", finals)
         yield section("curves", self.curves())
+        if run.kind == PROFILES_KIND:
+            yield self.profile_section()
         artifacts = plain_table("id", "kind", "bytes", "path")
         for artifact in self.store.artifacts(run.id):
             artifacts.add_row(str(artifact.id), artifact.kind, f"{artifact.bytes:,}", artifact.path)
         yield section("artifacts", artifacts if artifacts.row_count else Text("none", style="dim"))
         yield section("lineage", self.lineage())
+
+    def check_action(self, action: str, parameters: tuple) -> bool:
+        """The profile keys only where there are profiles to page through."""
+        return action != "profile" or self.kind == PROFILES_KIND
+
+    def action_profile(self, step: int) -> None:
+        if self.profiles:
+            self.profile_index = (self.profile_index + step) % len(self.profiles)
+            self.reload()
+
+    def profile_section(self) -> Group:
+        if self.profiles is None:
+            written = [artifact for artifact in self.store.artifacts(self.run_id, kind=PROFILES_KIND)
+                       if Path(artifact.path).exists()]
+            if not written:
+                return section("profiles", Text("none written yet", style="dim"))
+            by_user = json.loads(Path(written[-1].path).read_text(encoding="utf-8"))
+            self.profiles = dict(sorted(by_user.items(), key=lambda item: int(item[0])))
+        if not self.profiles:
+            return section("profiles", Text("no users", style="dim"))
+        user, text = list(self.profiles.items())[self.profile_index]
+        return section(f"profile of user {user} ({self.profile_index + 1} of {len(self.profiles)}; n / p: next / "
+                       "previous user)", Text(text))
 
     def curves(self):
         series: dict[str, list[tuple[int, float]]] = {}

@@ -1,6 +1,7 @@
 """train: a sequential recommender trained once per grid point and seed, on ID embeddings or on frozen item
 embeddings that an earlier experiment made (``item_emb = "embed:<experiment>"``, ``"distill:..."``,
-``"llm2rec:..."``)."""
+``"llm2rec:..."``), with or without distilling the user embeddings of a profile-embed experiment
+(``profiles = "profile-embed:<experiment>"``; ``"none"`` trains without, so that one grid holds both)."""
 
 import inspect
 
@@ -11,6 +12,8 @@ from seqrec.recsys.runner import train_config, train_model
 from seqrec.training.options import fields_of
 
 ITEM_EMB = "item_emb"
+PROFILES = "profiles"
+NO_PROFILES = "none"
 
 
 @register
@@ -18,7 +21,7 @@ class Train(Stage):
     name = "train"
     needs = ("dataset",)
     required = ("model",)
-    references = {ITEM_EMB: "item-embeddings"}
+    references = {ITEM_EMB: "item-embeddings", PROFILES: "user-embeddings"}
     every_process = True
     per_experiment = True
     resumable = True
@@ -39,10 +42,13 @@ class Train(Stage):
         requests = []
         for params in expand(experiment):
             arguments = {"dataset": experiment.dataset, **params}
+            if arguments.get(PROFILES) == NO_PROFILES:
+                del arguments[PROFILES]  # the run's identity is that of a run never told about profiles
             waiting_for = None
-            if is_reference(params.get(ITEM_EMB)):
-                arguments[ITEM_EMB] = plan.result(params[ITEM_EMB])
-                waiting_for = None if arguments[ITEM_EMB] else params[ITEM_EMB]
+            for key in self.references:
+                if is_reference(arguments.get(key)):
+                    arguments[key] = plan.result(params[key])
+                    waiting_for = waiting_for or (None if arguments[key] else params[key])
             requests.append(Request(params, arguments, waiting_for))
         return requests
 

@@ -85,6 +85,11 @@ def retry_after_seconds(headers) -> float | None:
     return max(0.0, moment.timestamp() - time.time())
 
 
+def endpoint_identity(base_url: str, model: str) -> str:
+    """What an endpoint's answers depend on besides the request: the server and the model it serves."""
+    return f"{base_url.rstrip('/')}#{model}"
+
+
 class OpenAIBackend(Backend):
     name = "openai"
 
