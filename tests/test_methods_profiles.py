@@ -17,6 +17,7 @@ from seqrec.cli import app
 from seqrec.data.prepare import load_dataset
 from seqrec.errors import SeqrecError
 from seqrec.llm.backends import CachedLLM, Generation
+from seqrec.llm.backends.options import LLMOptions
 from seqrec.methods.profiles import (
     ProfileWriter,
     PromptBuilder,
@@ -211,6 +212,9 @@ def test_an_interrupted_generation_resumes_from_the_cache_and_a_repeat_costs_not
     calls = len(store.llm_calls())
     again = generate_profiles("walk", str(chat_model), **options)
     assert again.cached and again.run_id == first.run_id and len(store.llm_calls()) == calls
+    afresh = generate_profiles("walk", LLMOptions(llm=str(chat_model), no_cache=True), **options)  # --no-cache
+    assert not afresh.cached and afresh.run_id != first.run_id
+    assert store.final_metrics(afresh.run_id)["llm"]["llm_cache_hits"] == 0 and len(store.llm_calls()) == calls + 12
     profiles = load_profiles(first.run_id)
     assert sorted(profiles) == list(range(1, 13))
     assert show_profile(f"run:{first.run_id}", 3) == profiles[3]
@@ -218,14 +222,15 @@ def test_an_interrupted_generation_resumes_from_the_cache_and_a_repeat_costs_not
 
 def test_an_endpoint_that_fails_midway_stops_the_run_and_keeps_what_was_generated(walk, chat_model):
     with scripted_server([("ok", "a profile")] * 5 + [("status", 400)]) as server:
-        options = {"endpoint": server.url, "endpoint_model": "m", "users": 6, "batch_size": 1, "context_length": 8192,
+        endpoint = LLMOptions(endpoint=server.url, endpoint_model="m")
+        options = {"users": 6, "batch_size": 1, "context_length": 8192,
                    "tokenizer": str(chat_model)}  # the served model's tokenizer fits the prompts
         with pytest.raises(SeqrecError, match="profile generation failed for user .* run the same command again"):
-            generate_profiles("walk", **options)
+            generate_profiles("walk", endpoint, **options)
         store = open_store()
         assert store.list_runs(kind="profiles")[0].status == "failed"
         assert not list(store.run_dir(store.list_runs(kind="profiles")[0].id).glob("profiles.json"))
-        result = generate_profiles("walk", **options)
+        result = generate_profiles("walk", endpoint, **options)
     assert store.final_metrics(result.run_id)["llm"]["llm_cache_hits"] == 5
     assert open_store().get_run(result.run_id).config["tokens_counted_by"] == f"tokenizer:{chat_model}"
     texts = sorted(load_profiles(result.run_id).values())

@@ -5,18 +5,16 @@ from typing import Optional
 import typer
 
 from seqrec.cli._app import command_group, console
+from seqrec.llm.backends.options import LLMOptions
+from seqrec.training.options import cli_options, resolve
 
 app = command_group("User profiles written by an LLM from training interactions, and their embeddings.")
 
 
 @app.command()
+@cli_options(LLMOptions)
 def generate(
     dataset: str = typer.Option(..., help="A prepared dataset (see `seqrec data list`)."),
-    llm: Optional[str] = typer.Option(None, help="A registry instruct model (alias or run:ID), e.g. "
-                                      "smollm2-135m-instruct."),
-    endpoint: Optional[str] = typer.Option(None, help="An OpenAI-compatible server's base URL instead of --llm."),
-    endpoint_model: Optional[str] = typer.Option(None, help="The model the endpoint serves."),
-    api_key_env: Optional[str] = typer.Option(None, help="The environment variable holding the endpoint's API key."),
     prompt: str = typer.Option("short", help="short (structured, with percentages) or long (five paragraphs)."),
     strategy: str = typer.Option("agg_after", help="A history too long for the context: agg_after (profile each "
                                  "part, then merge) or agg_with (profile the first part, update with each next)."),
@@ -32,12 +30,13 @@ def generate(
                                             "tokens (default: an estimate from the text's length)."),
     batch_size: int = typer.Option(16, help="Local model: prompts per padded batch."),
     experiment: Optional[str] = typer.Option(None, help="Tag the run with an experiment name."),
+    **llm_options,
 ) -> None:
-    """Write one profile per training user; an identical earlier request is reused, an interrupted one resumes."""
+    """Write one profile per training user (by an instruct model: --llm, or --endpoint); an identical earlier request is reused, an interrupted one resumes."""
     from seqrec.methods.profiles import generate_profiles
 
-    result = generate_profiles(dataset, llm, endpoint=endpoint, endpoint_model=endpoint_model,
-                               api_key_env=api_key_env, prompt=prompt, strategy=strategy, max_tokens=max_tokens,
+    llm = resolve("seqrec profiles generate", llm_options, LLMOptions)[0]
+    result = generate_profiles(dataset, llm, prompt=prompt, strategy=strategy, max_tokens=max_tokens,
                                temperature=temperature, seed=seed, users=users, max_items=max_items,
                                context_length=context_length, tokenizer=tokenizer, batch_size=batch_size,
                                experiment=experiment)

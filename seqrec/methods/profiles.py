@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from seqrec.errors import SeqrecError
+from seqrec.llm.backends.options import LLMOptions
 from seqrec.llm.prompts import render_prompt
 from seqrec.recsys.guide import EMBEDDINGS_KIND, run_reference
 from seqrec.resources import resource_dir
@@ -265,46 +266,37 @@ def check_generation_options(prompt: str, strategy: str, max_tokens: int, temper
         raise SeqrecError(f"--max-items must be at least 1, not {max_items}")
 
 
-def generation_config(dataset: str, llm: str | None = None, *, endpoint: str | None = None,
-                      endpoint_model: str | None = None, prompt: str = "short", strategy: str = "agg_after",
-                      max_tokens: int = 512, temperature: float = 0.7, seed: int = 0, users: int | None = None,
-                      max_items: int | None = None, context_length: int | None = None, tokenizer: str | None = None,
-                      batch_size: int = 16, dtype: str = "auto") -> dict:
+def generation_config(dataset: str, llm: str | LLMOptions | None = None, *, prompt: str = "short",
+                      strategy: str = "agg_after", max_tokens: int = 512, temperature: float = 0.7, seed: int = 0,
+                      users: int | None = None, max_items: int | None = None, context_length: int | None = None,
+                      tokenizer: str | None = None, batch_size: int = 16, dtype: str = "auto") -> dict:
     """The fully resolved config of a profiles run, read from the dataset and the model's files without loading
     any weights (so that an experiment can be planned cheaply)."""
     from transformers import AutoConfig
 
     from seqrec.data.prepare import get_dataset, load_dataset
-    from seqrec.llm.backends.local import default_device, local_identity, resolve_dtype
-    from seqrec.llm.backends.openai_api import endpoint_identity
-    from seqrec.llm.registry import model_record
 
     check_generation_options(prompt, strategy, max_tokens, temperature, users, max_items)
-    if (llm is None) == (endpoint is None):
-        raise SeqrecError("name either a model (--llm ALIAS or run:ID) or an endpoint (--endpoint URL "
-                          "--endpoint-model NAME), not both or neither")
-    if endpoint is not None and not endpoint_model:
-        raise SeqrecError(f"--endpoint {endpoint} needs --endpoint-model: the model name the server serves")
+    llm = LLMOptions.of(llm)
     dataset_row = get_dataset(dataset)
-    if endpoint is None:
-        record = model_record(llm)
-        identity = local_identity(record, resolve_dtype(dtype, default_device()))
-        model_context = getattr(AutoConfig.from_pretrained(record.path), "max_position_embeddings", None)
+    local = llm.endpoint is None
+    if local:
+        model_context = getattr(AutoConfig.from_pretrained(llm.record().path), "max_position_embeddings", None)
         counted_by = "model"
     else:
-        identity, model_context = endpoint_identity(endpoint, endpoint_model), None
+        model_context = None
         counted_by = f"tokenizer:{tokenizer}" if tokenizer is not None else "estimate"
     limit = min(filter(None, (context_length, model_context)), default=None)
     if limit is None:
-        raise SeqrecError(f"the context length of {endpoint_model or llm} is unknown: give --context-length")
+        raise SeqrecError(f"the context length of {llm.endpoint_model or llm.llm} is unknown: give --context-length")
     return {"dataset": dataset, "dataset_fingerprint": dataset_row.fingerprint,
-            "backend": "local" if endpoint is None else "openai", "llm": identity, "prompt": prompt,
+            "backend": llm.backend_name, "llm": llm.identity(dtype), "prompt": prompt,
             "strategy": strategy, "family": dataset_family(dataset_row.source, load_dataset(dataset).items.columns),
             "templates_sha256": templates_digest(prompt), "max_tokens": max_tokens, "temperature": temperature,
             "seed": seed, "users": users, "max_items": max_items, "context_length": limit,
             "tokens_counted_by": counted_by,
             # a sampled local batch draws from one seeded generator, so its members change with its composition
-            "batch_size": batch_size if endpoint is None else None}
+            "batch_size": batch_size if local else None}
 
 
 def finished_profiles(config: dict) -> GeneratedProfiles | None:
@@ -318,46 +310,42 @@ def finished_profiles(config: dict) -> GeneratedProfiles | None:
     return None
 
 
-def generate_profiles(dataset: str, llm: str | None = None, *, endpoint: str | None = None,
-                      endpoint_model: str | None = None, api_key_env: str | None = None, prompt: str = "short",
+def generate_profiles(dataset: str, llm: str | LLMOptions | None = None, *, prompt: str = "short",
                       strategy: str = "agg_after", max_tokens: int = 512, temperature: float = 0.7, seed: int = 0,
                       users: int | None = None, max_items: int | None = None, context_length: int | None = None,
                       tokenizer: str | None = None, batch_size: int = 16, dtype: str = "auto",
                       experiment: str | None = None) -> GeneratedProfiles:
     """One profile per training user of ``dataset`` (or of its first ``users``), from all their training
     interactions (as the paper) or their ``max_items`` most recent, written by a registry model (``llm``: an alias
-    or run:ID) or an OpenAI-compatible ``endpoint``; an artifact of a ``profiles`` run.
+    or run:ID) or an OpenAI-compatible endpoint (``LLMOptions``); an artifact of a ``profiles`` run.
 
     ``context_length`` caps the context the prompts are fitted to (an endpoint needs it); ``tokenizer`` names a
     registry model whose tokenizer counts an endpoint's tokens (else they are estimated from the text's length).
     """
     from seqrec.data.prepare import load_dataset
-    from seqrec.llm.backends import open_backend
 
-    config = generation_config(dataset, llm, endpoint=endpoint, endpoint_model=endpoint_model, prompt=prompt,
-                               strategy=strategy, max_tokens=max_tokens, temperature=temperature, seed=seed,
-                               users=users, max_items=max_items, context_length=context_length,
-                               tokenizer=tokenizer, batch_size=batch_size, dtype=dtype)
-    found = finished_profiles(config)
+    llm = LLMOptions.of(llm)
+    config = generation_config(dataset, llm, prompt=prompt, strategy=strategy, max_tokens=max_tokens,
+                               temperature=temperature, seed=seed, users=users, max_items=max_items,
+                               context_length=context_length, tokenizer=tokenizer, batch_size=batch_size, dtype=dtype)
+    found = None if llm.no_cache else finished_profiles(config)
     if found is not None:
         return found
-    local_options = {} if endpoint is not None else {"batch_size": batch_size, "dtype": dtype}
-    backend = open_backend(llm, endpoint=endpoint, endpoint_model=endpoint_model, api_key_env=api_key_env,
-                           **local_options)
+    backend = llm.open(batch_size=batch_size, dtype=dtype)
     try:
         if backend.name == "local" and not backend.capabilities.chat:  # (an endpoint applies its own template)
-            raise SeqrecError(f"{llm} has no chat template; profiles are written by an instruct model through its "
+            raise SeqrecError(f"{llm.llm} has no chat template; profiles are written by an instruct model through its "
                               "chat template (e.g. smollm2-135m-instruct)")
         builder = PromptBuilder(prompt, config["family"], token_counter(backend, tokenizer),
                                 config["context_length"], max_tokens)
         histories = training_histories(load_dataset(dataset), users, max_items)
-        return profiles_run(config, backend, builder, histories, batch_size, experiment)
+        return profiles_run(config, backend, builder, histories, batch_size, experiment, llm.no_cache)
     finally:
         backend.close()
 
 
 def profiles_run(config: dict, backend, builder: PromptBuilder, histories: dict[int, list[dict]], batch_size: int,
-                 experiment: str | None) -> GeneratedProfiles:
+                 experiment: str | None, no_cache: bool = False) -> GeneratedProfiles:
     """A new run that writes every profile."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -367,7 +355,7 @@ def profiles_run(config: dict, backend, builder: PromptBuilder, histories: dict[
     strategy = config["strategy"]
     with store.start_run("profiles", config, experiment=experiment, seed=config["seed"],
                          dataset=config["dataset"]) as run:
-        cached = CachedLLM(backend, store=store, run_id=run.id)
+        cached = CachedLLM(backend, store=store, run_id=run.id, no_cache=no_cache)
         chunks = {user: builder.chunks(items, strategy, user) for user, items in histories.items() if items}
         calls = sum(len(parts) + (len(parts) > 1 and strategy == "agg_after") for parts in chunks.values())
         decoding = Decoding(max_tokens=config["max_tokens"], temperature=config["temperature"], seed=config["seed"])
