@@ -10,19 +10,22 @@ import pytest
 from alembic import command
 
 from seqrec.errors import SeqrecError
+from seqrec.settings import get_settings
 from seqrec.store import config_hash, open_store
 from seqrec.store.engine import alembic_config, create_db_engine, head_revision, upgrade_database
 from seqrec.store.tracker import SeqrecTracker
 
 
-def test_migrations_build_the_schema_and_match_the_models(seqrec_home):
+@pytest.mark.backend
+def test_migrations_build_the_schema_and_match_the_models(seqrec_home, backend):
     store = open_store()
-    assert store.db_path == seqrec_home / "seqrec.db"
+    assert store.db_path == (seqrec_home / "seqrec.db" if backend == "sqlite" else None)
     assert set(store.table_counts()) == {"dataset", "model", "run", "metric", "artifact", "run_input"}
     config = alembic_config(store.url)
     command.check(config)  # raises if the models and the migrations disagree
 
 
+@pytest.mark.backend
 def test_a_deleted_runs_id_is_never_handed_out_again():
     store = open_store()
     with store.start_run("train", {"n": 1}) as first:
@@ -64,9 +67,11 @@ def test_upgrading_a_first_schema_database_keeps_every_row(tmp_path):
     engine.dispose()
 
 
+@pytest.mark.backend
 def test_processes_opening_a_new_database_at_once_migrate_it_once(tmp_path):
-    """The processes of a torchrun job open the store together; one migrates, the others find it at head."""
-    url = f"sqlite:///{tmp_path / 'home' / 'seqrec.db'}"
+    """The processes of a torchrun job (or workers starting together) open the store at once; one migrates, the
+    others find it at head."""
+    url = get_settings().db_url
     with multiprocessing.get_context("fork").Pool(4) as pool:
         results = pool.map(upgrade_database, [url] * 4)
     head = head_revision(url)
@@ -81,6 +86,7 @@ def test_sqlite_is_opened_with_wal_foreign_keys_and_busy_timeout():
         assert connection.exec_driver_sql("PRAGMA busy_timeout").scalar() >= 1000
 
 
+@pytest.mark.backend
 def test_a_finished_run_keeps_config_metrics_and_artifacts(tmp_path):
     store = open_store()
     artifact_file = tmp_path / "emb.npy"
@@ -98,6 +104,7 @@ def test_a_finished_run_keeps_config_metrics_and_artifacts(tmp_path):
     assert store.find_run(row.config_hash, kind="train").id == run.id
 
 
+@pytest.mark.backend
 def test_a_failing_run_is_stored_as_failed_with_its_message():
     store = open_store()
     with pytest.raises(ValueError):
@@ -108,6 +115,7 @@ def test_a_failing_run_is_stored_as_failed_with_its_message():
     assert row.error.startswith("ValueError: learning rate exploded")
 
 
+@pytest.mark.backend
 def test_an_interrupted_run_is_stored_as_interrupted_and_can_be_resumed():
     store = open_store()
     with pytest.raises(KeyboardInterrupt):
@@ -122,6 +130,7 @@ def test_an_interrupted_run_is_stored_as_interrupted_and_can_be_resumed():
             pass
 
 
+@pytest.mark.backend
 def test_sigterm_marks_the_run_interrupted(seqrec_home):
     open_store()
     script = textwrap.dedent("""
@@ -138,6 +147,7 @@ def test_sigterm_marks_the_run_interrupted(seqrec_home):
     assert open_store().get_run(run_id).status == "interrupted"
 
 
+@pytest.mark.backend
 def test_lineage_links_runs_and_artifacts(tmp_path):
     store = open_store()
     file = tmp_path / "m.bin"
@@ -152,6 +162,7 @@ def test_lineage_links_runs_and_artifacts(tmp_path):
         store.start_run("train", {}, inputs=[999]).__enter__()
 
 
+@pytest.mark.backend
 def test_a_reader_lists_runs_while_another_process_writes_metrics(seqrec_home):
     store = open_store()
     writer = textwrap.dedent("""
@@ -175,6 +186,7 @@ def test_a_reader_lists_runs_while_another_process_writes_metrics(seqrec_home):
     assert len(store.metrics(run.id, key="loss")) == 300
 
 
+@pytest.mark.backend
 def test_accelerate_tracker_writes_into_the_run():
     from accelerate import Accelerator
 

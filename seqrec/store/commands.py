@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from seqrec.settings import get_settings
 from seqrec.store.engine import head_revision, stored_revision, upgrade_database
-from seqrec.store.models import Artifact, Run
+from seqrec.store.models import Artifact, Run, utcnow
 from seqrec.store.store import open_store
 
 
@@ -35,6 +35,15 @@ def list_runs(*, kind: str | None = None, status: str | None = None, experiment:
     store = open_store()
     runs = store.list_runs(kind=kind, status=status, experiment=experiment, limit=limit)
     return runs, store.final_metrics_of([run.id for run in runs], split="test")
+
+
+def worker_of(run: Run) -> str:
+    """Which worker holds a running run and when it last beat (``host:pid, beat 4s ago``); empty otherwise."""
+    if run.status != "running" or run.pid is None:
+        return ""
+    beat = "never beat" if run.heartbeat_at is None else \
+        f"beat {max(0, int((utcnow() - run.heartbeat_at).total_seconds()))}s ago"
+    return f"{run.host}:{run.pid}, {beat}"
 
 
 @dataclass
