@@ -6,7 +6,7 @@ import shutil
 from dataclasses import dataclass, field
 
 from seqrec.settings import get_settings
-from seqrec.store.engine import head_revision, stored_revision, upgrade_database
+from seqrec.store.engine import head_revision, shown_url, stored_revision, upgrade_database
 from seqrec.store.models import Artifact, Run, utcnow
 from seqrec.store.store import open_store
 
@@ -23,7 +23,7 @@ def db_status() -> dict:
     url = get_settings().db_url
     revision = stored_revision(url)
     head = head_revision(url)
-    status = {"url": url, "revision": revision, "head": head, "up_to_date": revision == head}
+    status = {"url": shown_url(url), "revision": revision, "head": head, "up_to_date": revision == head}
     if revision == head:
         status["rows"] = open_store().table_counts()
     return status
