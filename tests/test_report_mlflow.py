@@ -44,7 +44,7 @@ def test_each_run_becomes_an_mlflow_run_with_params_metrics_tags_and_artifact_pa
     store, embed_id, train_id, artifact = make_runs(tmp_path)
     result = runner.invoke(app, ["export", "mlflow", "--experiment", "study", "--tracking-uri", tracking_uri])
     assert result.exit_code == 0, result.output
-    assert "2 new run(s), 0 updated" in result.output
+    assert "2 new run(s), 0 updated" in " ".join(result.output.split())
     client, runs = mlflow_runs(tracking_uri)
     by_id = {run.data.tags["seqrec.run_id"]: run for run in runs}
     train = by_id[str(train_id)]
