@@ -5,13 +5,15 @@ import subprocess
 import sys
 import textwrap
 import time
+from datetime import timedelta
 
 import pytest
 from alembic import command
 
 from seqrec.errors import SeqrecError
 from seqrec.settings import get_settings
-from seqrec.store import config_hash, open_store
+from seqrec.store import Run, config_hash, open_store
+from seqrec.store.models import utcnow
 from seqrec.store.engine import alembic_config, create_db_engine, head_revision, upgrade_database
 from seqrec.store.tracker import SeqrecTracker
 
@@ -198,3 +200,73 @@ def test_accelerate_tracker_writes_into_the_run():
         accelerator.end_training()
     (metric,) = store.metrics(run.id)
     assert (metric.key, metric.value, metric.step, metric.split) == ("loss", 0.5, 3, "train")
+
+
+def test_a_database_server_that_cannot_be_reached_is_one_line_exit_2_without_its_password(monkeypatch):
+    pytest.importorskip("psycopg")
+    from typer.testing import CliRunner
+
+    from seqrec.cli import app
+
+    monkeypatch.setenv("SEQREC_DB", "postgresql+psycopg://seqrec:secret@127.0.0.1:9/nothing")
+    result = CliRunner().invoke(app, ["runs", "list"])
+    assert result.exit_code == 2
+    assert "cannot connect to the database postgresql+psycopg://seqrec:***@127.0.0.1:9/nothing" in result.output
+    assert "secret" not in result.output and len(result.output.strip().splitlines()) <= 3
+
+
+def claim_all(keys):
+    """One worker's claims, taken one at a time until none is left (run in a forked process)."""
+    store = open_store()
+    claimed = []
+    while (key := store.claim_next("study", {key: f"point {key}" for key in keys}, "host", os.getpid())) is not None:
+        claimed.append(key)
+        time.sleep(0.01)
+    return claimed
+
+
+@pytest.mark.backend
+def test_workers_claiming_at_once_get_every_point_exactly_once():
+    open_store()  # migrated before the workers fork
+    keys = [f"k{i}" for i in range(24)]
+    with multiprocessing.get_context("spawn").Pool(3) as pool:
+        claims = pool.map(claim_all, [keys] * 3)
+    assert sorted(key for claimed in claims for key in claimed) == sorted(keys)
+
+
+@pytest.mark.backend
+def test_a_held_point_is_taken_over_only_once_its_worker_stops_beating(monkeypatch):
+    store = open_store()
+    assert store.claim_next("study", {"k1": "seed=0"}, "a", 1) == "k1"
+    assert store.claim_next("study", {"k1": "seed=0"}, "b", 2) is None
+    monkeypatch.setenv("SEQREC_HEARTBEAT_S", "0.01")
+    monkeypatch.setenv("SEQREC_RECLAIM_AFTER_S", "0.2")
+    impatient = open_store()
+    time.sleep(0.3)
+    assert impatient.claim_next("study", {"k1": "seed=0"}, "b", 2) == "k1"
+    store.release_claim("k1", "a", 1)  # the stopped worker's release no longer touches it
+    assert [(claim.key, claim.host, claim.pid) for claim in store.claims()] == [("k1", "b", 2)]
+
+
+@pytest.mark.backend
+def test_a_point_claimed_under_another_config_is_refused_and_nothing_changes():
+    store = open_store()
+    assert store.claim_next("study", {"k1": "seed=0"}, "a", 1) == "k1"
+    with pytest.raises(SeqrecError, match="seed=0: another worker .* another config"):
+        store.claim_next("study", {"k2": "seed=0", "k3": "seed=1"}, "b", 2)
+    assert [claim.key for claim in store.claims()] == ["k1"]
+
+
+@pytest.mark.backend
+def test_a_running_run_whose_worker_stopped_beating_is_closed_as_interrupted(monkeypatch):
+    monkeypatch.setenv("SEQREC_HEARTBEAT_S", "0.01")
+    monkeypatch.setenv("SEQREC_RECLAIM_AFTER_S", "0.2")
+    store = open_store()
+    lost = store.create_run(Run(kind="train", status="running", config={}, config_hash="h", host="gone", pid=7,
+                                heartbeat_at=utcnow() - timedelta(seconds=1)))
+    with store.start_run("train", {"alive": True}) as alive:
+        time.sleep(0.3)  # longer than the reclaim time: only its beats keep it alive
+        assert store.interrupt_lost_runs() == [lost.id]
+        assert store.get_run(alive.id).status == "running"
+    lost = store.get_run(lost.id)
+    assert lost.status == "interrupted" and "its worker gone:7 stopped beating" in lost.error

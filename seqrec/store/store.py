@@ -306,13 +306,12 @@ class Store:
         dialect = self.engine.dialect.name
         if dialect not in INSERTS:
             raise SeqrecError(f"workers share a study through SQLite or PostgreSQL, not {dialect}")
-        with self.engine.connect() as connection:
-            if dialect == "sqlite":
+        with self.engine.connect() as connection, connection.begin():
+            if dialect == "sqlite":  # the driver has not begun yet: this BEGIN is the transaction's
                 connection.exec_driver_sql("BEGIN IMMEDIATE")
-            with Session(bind=connection, expire_on_commit=False) as session:
+            with Session(bind=connection, expire_on_commit=False) as session:  # joins the transaction
                 yield session
                 session.flush()
-            connection.commit()
 
     def claim_next(self, experiment: str, points: dict[str, str], host: str, pid: int) -> str | None:
         """Queue the experiment's open points (key -> label) that are not queued yet, then claim the oldest one
