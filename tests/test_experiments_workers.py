@@ -13,7 +13,7 @@ import pytest
 from recsys_fixtures import make_walk_dataset
 from seqrec.store import open_store
 
-pytestmark = pytest.mark.backend
+pytestmark = [pytest.mark.backend, pytest.mark.slow]
 EPOCHS = 20
 # Workers beat every half second and give a silent one 4 s: long enough on a loaded machine, short for a test. One
 # thread each: three workers with a thread per core would spin against each other on a small machine.

@@ -82,3 +82,11 @@ def test_exporting_again_updates_the_runs_instead_of_duplicating_them(tmp_path, 
 def test_exporting_an_experiment_without_runs_is_one_line_exit_2(tracking_uri):
     result = runner.invoke(app, ["export", "mlflow", "--experiment", "nothing", "--tracking-uri", tracking_uri])
     assert result.exit_code == 2 and "no runs of experiment 'nothing'" in result.output
+
+
+def test_without_mlflow_the_error_names_the_extra_to_install(monkeypatch, tracking_uri):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "mlflow", None)  # as if MLflow were not installed
+    result = runner.invoke(app, ["export", "mlflow", "--tracking-uri", tracking_uri])
+    assert result.exit_code == 2 and "pip install 'seqrec[mlflow]'" in result.output

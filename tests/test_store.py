@@ -270,3 +270,19 @@ def test_a_running_run_whose_worker_stopped_beating_is_closed_as_interrupted(mon
         assert store.get_run(alive.id).status == "running"
     lost = store.get_run(lost.id)
     assert lost.status == "interrupted" and "its worker gone:7 stopped beating" in lost.error
+
+
+@pytest.mark.backend
+def test_runs_list_and_show_name_the_worker_of_a_running_run_and_its_last_beat():
+    import socket
+
+    from typer.testing import CliRunner
+
+    from seqrec.cli import app
+
+    with open_store().start_run("train", {"listed": True}) as run:
+        listed = CliRunner().invoke(app, ["runs", "list"], env={"COLUMNS": "200"})
+        shown = CliRunner().invoke(app, ["runs", "show", str(run.id)], env={"COLUMNS": "200"})
+    worker = f"{socket.gethostname()}:{os.getpid()}, beat "
+    assert worker in listed.output and f"worker {worker}" in shown.output
+    assert "worker" not in CliRunner().invoke(app, ["runs", "list"], env={"COLUMNS": "200"}).output

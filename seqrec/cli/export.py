@@ -16,7 +16,7 @@ def mlflow(
                                                help="MLflow's tracking URI (default: MLFLOW_TRACKING_URI)."),
 ) -> None:
     """Export runs to MLflow (config as params, metrics by step, artifact paths, lineage and dataset as tags);
-    exporting again updates the runs exported before (needs `pip install 'seqrec[mlflow]'`)."""
+    exporting again updates the runs exported before (needs MLflow: seqrec's mlflow extra)."""
     from seqrec.report.export_mlflow import export_mlflow
 
     summary = export_mlflow(experiment, tracking_uri)
