@@ -257,8 +257,8 @@ def work_through(plan: Plan, experiment: str, force: bool, processes,
             continue
         tried[key] = None
         with holding(store, key, worker, main):
-            point = next(point for point in plan_experiment(plan, experiment) if point.key == key)
-            if point.execute is None or (point.status == "done" and not force):
+            point = next((point for point in plan_experiment(plan, experiment) if point.key == key), None)
+            if point is None or point.execute is None or (point.status == "done" and not force):
                 continue  # another worker finished it between the planning and the claim
             run_point(point, every_process, processes)
         tried[key] = point
