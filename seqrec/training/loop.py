@@ -60,6 +60,7 @@ def save_checkpoint(accelerator: Accelerator, state: LoopState, checkpoint: Path
         partial.mkdir(parents=True)
     accelerator.wait_for_everyone()
     accelerator.save_state(str(partial))
+    accelerator.wait_for_everyone()  # every process has written its own files (its RNG states) into it
     if accelerator.is_main_process:
         state.save(partial / "loop.json")
         shutil.rmtree(old, ignore_errors=True)
