@@ -28,10 +28,10 @@ def test_version_and_info(seqrec_home):
 
 def test_db_upgrade_then_status():
     result = invoke("db", "upgrade")
-    assert result.exit_code == 0 and "upgraded from empty to 0002" in result.stdout
-    assert "already at revision 0002" in invoke("db", "upgrade").stdout
+    assert result.exit_code == 0 and "upgraded from empty to 0003" in result.stdout
+    assert "already at revision 0003" in invoke("db", "upgrade").stdout
     status = invoke("db", "status")
-    assert status.exit_code == 0 and "revision: 0002" in status.stdout and "run" in status.stdout
+    assert status.exit_code == 0 and "revision: 0003" in status.stdout and "run" in status.stdout
 
 
 def test_runs_list_show_delete():
@@ -128,7 +128,7 @@ def test_the_wheel_ships_migrations_and_templates_and_works_from_elsewhere(tmp_p
     result = subprocess.run([sys.executable, "-c", script, str(target)], cwd=elsewhere, env=env, capture_output=True,
                             text=True)
     assert result.returncode == 0, result.stderr
-    assert "upgraded from empty to 0002" in result.stdout
+    assert "upgraded from empty to 0003" in result.stdout
 
 
 def test_every_command_is_a_plain_function_too():

@@ -8,6 +8,7 @@ from seqrec.recsys.evaluate import Evaluator
 from seqrec.recsys.runner import evaluate_run
 from seqrec.store import open_store
 
+pytestmark = pytest.mark.backend
 runner = CliRunner()
 
 

@@ -157,6 +157,26 @@ def test_eval_every_validates_only_every_nth_epoch_and_the_last(walk, monkeypatc
     assert [m.step for m in open_store().metrics(run_id, split="valid", key="ndcg@10")] == [2, 4, 5]
 
 
+def test_a_run_killed_between_swapping_checkpoints_resumes_from_the_new_one(walk, monkeypatch):
+    """A checkpoint is written beside the last one and then swapped in; a kill between putting the old one aside and
+    moving the new one in leaves only the new one, under its temporary name, and resume finds it there."""
+    hyper = {**FAST, "epochs": 4}
+    (uninterrupted,) = train_model("sasrec", "walk", seeds=[1], **hyper)
+    original = interrupt_at_evaluation(monkeypatch, call=3)
+    with pytest.raises(KeyboardInterrupt):
+        train_model("sasrec", "walk", seeds=[1], **hyper)
+    store = open_store()
+    interrupted = store.list_runs(status="interrupted")[0].id
+    checkpoint = store.run_dir(interrupted) / "checkpoint"
+    checkpoint.rename(checkpoint.with_name("checkpoint.partial"))
+    monkeypatch.setattr(Evaluator, "evaluate", original)
+    train_model("sasrec", None, resume=interrupted)
+    assert [metric.step for metric in store.metrics(interrupted, split="train", key="loss")] == [1, 2, 3, 3, 4]
+    assert store.final_metrics(interrupted)["test"] == pytest.approx(store.final_metrics(uninterrupted)["test"],
+                                                                     abs=1e-6)
+    assert (checkpoint / "loop.json").exists() and not checkpoint.with_name("checkpoint.partial").exists()
+
+
 def test_resume_restores_the_best_score_and_patience_count(walk, monkeypatch):
     """Interrupted during the 4th validation, after the best (epoch 1) and two worse ones: on resume the 4th is the
     third without improvement, so training stops at epoch 4 keeping epoch 1's weights."""

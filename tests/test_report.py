@@ -16,6 +16,8 @@ from seqrec.report.tables import ndcg_bounds
 from seqrec.report.published import published_dataset, published_tables
 from seqrec.store import Run, open_store
 
+pytestmark = pytest.mark.backend  # the reports and the dashboard read PostgreSQL as they read SQLite
+
 
 def add_run(store, *, model="sasrec", dataset="ml-100k", seed=0, metrics=None, status="finished",
             experiment="study", item_emb=None, eval="full", kind="train", **config) -> Run:

@@ -5,24 +5,29 @@ import subprocess
 import sys
 import textwrap
 import time
+from datetime import timedelta
 
 import pytest
 from alembic import command
 
 from seqrec.errors import SeqrecError
-from seqrec.store import config_hash, open_store
+from seqrec.settings import get_settings
+from seqrec.store import Run, config_hash, open_store
+from seqrec.store.models import utcnow
 from seqrec.store.engine import alembic_config, create_db_engine, head_revision, upgrade_database
 from seqrec.store.tracker import SeqrecTracker
 
 
-def test_migrations_build_the_schema_and_match_the_models(seqrec_home):
+@pytest.mark.backend
+def test_migrations_build_the_schema_and_match_the_models(seqrec_home, backend):
     store = open_store()
-    assert store.db_path == seqrec_home / "seqrec.db"
+    assert store.db_path == (seqrec_home / "seqrec.db" if backend == "sqlite" else None)
     assert set(store.table_counts()) == {"dataset", "model", "run", "metric", "artifact", "run_input"}
     config = alembic_config(store.url)
     command.check(config)  # raises if the models and the migrations disagree
 
 
+@pytest.mark.backend
 def test_a_deleted_runs_id_is_never_handed_out_again():
     store = open_store()
     with store.start_run("train", {"n": 1}) as first:
@@ -64,9 +69,11 @@ def test_upgrading_a_first_schema_database_keeps_every_row(tmp_path):
     engine.dispose()
 
 
+@pytest.mark.backend
 def test_processes_opening_a_new_database_at_once_migrate_it_once(tmp_path):
-    """The processes of a torchrun job open the store together; one migrates, the others find it at head."""
-    url = f"sqlite:///{tmp_path / 'home' / 'seqrec.db'}"
+    """The processes of a torchrun job (or workers starting together) open the store at once; one migrates, the
+    others find it at head."""
+    url = get_settings().db_url
     with multiprocessing.get_context("fork").Pool(4) as pool:
         results = pool.map(upgrade_database, [url] * 4)
     head = head_revision(url)
@@ -81,6 +88,7 @@ def test_sqlite_is_opened_with_wal_foreign_keys_and_busy_timeout():
         assert connection.exec_driver_sql("PRAGMA busy_timeout").scalar() >= 1000
 
 
+@pytest.mark.backend
 def test_a_finished_run_keeps_config_metrics_and_artifacts(tmp_path):
     store = open_store()
     artifact_file = tmp_path / "emb.npy"
@@ -98,6 +106,7 @@ def test_a_finished_run_keeps_config_metrics_and_artifacts(tmp_path):
     assert store.find_run(row.config_hash, kind="train").id == run.id
 
 
+@pytest.mark.backend
 def test_a_failing_run_is_stored_as_failed_with_its_message():
     store = open_store()
     with pytest.raises(ValueError):
@@ -108,6 +117,7 @@ def test_a_failing_run_is_stored_as_failed_with_its_message():
     assert row.error.startswith("ValueError: learning rate exploded")
 
 
+@pytest.mark.backend
 def test_an_interrupted_run_is_stored_as_interrupted_and_can_be_resumed():
     store = open_store()
     with pytest.raises(KeyboardInterrupt):
@@ -122,6 +132,7 @@ def test_an_interrupted_run_is_stored_as_interrupted_and_can_be_resumed():
             pass
 
 
+@pytest.mark.backend
 def test_sigterm_marks_the_run_interrupted(seqrec_home):
     open_store()
     script = textwrap.dedent("""
@@ -138,6 +149,7 @@ def test_sigterm_marks_the_run_interrupted(seqrec_home):
     assert open_store().get_run(run_id).status == "interrupted"
 
 
+@pytest.mark.backend
 def test_lineage_links_runs_and_artifacts(tmp_path):
     store = open_store()
     file = tmp_path / "m.bin"
@@ -152,6 +164,7 @@ def test_lineage_links_runs_and_artifacts(tmp_path):
         store.start_run("train", {}, inputs=[999]).__enter__()
 
 
+@pytest.mark.backend
 def test_a_reader_lists_runs_while_another_process_writes_metrics(seqrec_home):
     store = open_store()
     writer = textwrap.dedent("""
@@ -175,6 +188,7 @@ def test_a_reader_lists_runs_while_another_process_writes_metrics(seqrec_home):
     assert len(store.metrics(run.id, key="loss")) == 300
 
 
+@pytest.mark.backend
 def test_accelerate_tracker_writes_into_the_run():
     from accelerate import Accelerator
 
@@ -186,3 +200,89 @@ def test_accelerate_tracker_writes_into_the_run():
         accelerator.end_training()
     (metric,) = store.metrics(run.id)
     assert (metric.key, metric.value, metric.step, metric.split) == ("loss", 0.5, 3, "train")
+
+
+def test_a_database_server_that_cannot_be_reached_is_one_line_exit_2_without_its_password(monkeypatch):
+    pytest.importorskip("psycopg")
+    from typer.testing import CliRunner
+
+    from seqrec.cli import app
+
+    monkeypatch.setenv("SEQREC_DB", "postgresql+psycopg://seqrec:secret@127.0.0.1:9/nothing")
+    result = CliRunner().invoke(app, ["runs", "list"])
+    assert result.exit_code == 2
+    assert "cannot connect to the database postgresql+psycopg://seqrec:***@127.0.0.1:9/nothing" in result.output
+    assert "secret" not in result.output and len(result.output.strip().splitlines()) <= 3
+
+
+def claim_all(keys):
+    """One worker's claims, taken one at a time until none is left (run in a forked process)."""
+    store = open_store()
+    claimed = []
+    while (key := store.claim_next("study", {key: f"point {key}" for key in keys}, "host", os.getpid())) is not None:
+        claimed.append(key)
+        time.sleep(0.01)
+    return claimed
+
+
+@pytest.mark.backend
+def test_workers_claiming_at_once_get_every_point_exactly_once():
+    open_store()  # migrated before the workers fork
+    keys = [f"k{i}" for i in range(24)]
+    with multiprocessing.get_context("spawn").Pool(3) as pool:
+        claims = pool.map(claim_all, [keys] * 3)
+    assert sorted(key for claimed in claims for key in claimed) == sorted(keys)
+
+
+@pytest.mark.backend
+def test_a_held_point_is_taken_over_only_once_its_worker_stops_beating(monkeypatch):
+    store = open_store()
+    assert store.claim_next("study", {"k1": "seed=0"}, "a", 1) == "k1"
+    assert store.claim_next("study", {"k1": "seed=0"}, "b", 2) is None
+    monkeypatch.setenv("SEQREC_HEARTBEAT_S", "0.01")
+    monkeypatch.setenv("SEQREC_RECLAIM_AFTER_S", "0.2")
+    impatient = open_store()
+    time.sleep(0.3)
+    assert impatient.claim_next("study", {"k1": "seed=0"}, "b", 2) == "k1"
+    store.release_claim("k1", "a", 1)  # the stopped worker's release no longer touches it
+    assert [(claim.key, claim.host, claim.pid) for claim in store.claims()] == [("k1", "b", 2)]
+
+
+@pytest.mark.backend
+def test_a_point_claimed_under_another_config_is_refused_and_nothing_changes():
+    store = open_store()
+    assert store.claim_next("study", {"k1": "seed=0"}, "a", 1) == "k1"
+    with pytest.raises(SeqrecError, match="seed=0: another worker .* another config"):
+        store.claim_next("study", {"k2": "seed=0", "k3": "seed=1"}, "b", 2)
+    assert [claim.key for claim in store.claims()] == ["k1"]
+
+
+@pytest.mark.backend
+def test_a_running_run_whose_worker_stopped_beating_is_closed_as_interrupted(monkeypatch):
+    monkeypatch.setenv("SEQREC_HEARTBEAT_S", "0.01")
+    monkeypatch.setenv("SEQREC_RECLAIM_AFTER_S", "0.2")
+    store = open_store()
+    lost = store.create_run(Run(kind="train", status="running", config={}, config_hash="h", host="gone", pid=7,
+                                heartbeat_at=utcnow() - timedelta(seconds=1)))
+    with store.start_run("train", {"alive": True}) as alive:
+        time.sleep(0.3)  # longer than the reclaim time: only its beats keep it alive
+        assert store.interrupt_lost_runs() == [lost.id]
+        assert store.get_run(alive.id).status == "running"
+    lost = store.get_run(lost.id)
+    assert lost.status == "interrupted" and "its worker gone:7 stopped beating" in lost.error
+
+
+@pytest.mark.backend
+def test_runs_list_and_show_name_the_worker_of_a_running_run_and_its_last_beat():
+    import socket
+
+    from typer.testing import CliRunner
+
+    from seqrec.cli import app
+
+    with open_store().start_run("train", {"listed": True}) as run:
+        listed = CliRunner().invoke(app, ["runs", "list"], env={"COLUMNS": "200"})
+        shown = CliRunner().invoke(app, ["runs", "show", str(run.id)], env={"COLUMNS": "200"})
+    worker = f"{socket.gethostname()}:{os.getpid()}, beat "
+    assert worker in listed.output and f"worker {worker}" in shown.output
+    assert "worker" not in CliRunner().invoke(app, ["runs", "list"], env={"COLUMNS": "200"}).output

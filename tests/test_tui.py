@@ -19,7 +19,8 @@ from seqrec.tui.help import HelpScreen
 from seqrec.tui.reports import ReportScreen
 from seqrec.tui.runs import RunsScreen, parse_filter
 
-pytestmark = pytest.mark.anyio  # async tests run by anyio's pytest plugin (anyio comes with httpx/openai)
+# async tests run by anyio's pytest plugin (anyio comes with httpx/openai); the dashboard reads either backend
+pytestmark = [pytest.mark.anyio, pytest.mark.backend]
 SIZE = (80, 24)
 REFERENCE = Path(__file__).with_name("test_tui_snapshots") / "runs_80x24.svg"
 

@@ -6,8 +6,8 @@ from typing import Optional
 import typer
 
 from seqrec import __version__
-from seqrec.cli import (dashboard, data, db, delrec, distill, embed, models, profiles, report, rerank, run, runs, serve,
-                        train)
+from seqrec.cli import (dashboard, data, db, delrec, distill, embed, export, models, profiles, report, rerank, run,
+                        runs, serve, train)
 from seqrec.cli._app import command_group, console
 
 app = command_group(
@@ -21,6 +21,7 @@ app.add_typer(embed.app, name="embed")
 app.add_typer(profiles.app, name="profiles")
 app.add_typer(runs.app, name="runs")
 app.add_typer(delrec.app, name="delrec")
+app.add_typer(export.app, name="export")
 app.command("train")(train.train)
 app.command("evaluate")(train.evaluate)
 app.command("run")(run.run)

@@ -7,6 +7,7 @@ import os
 import click
 import typer
 from rich.console import Console
+from rich.markup import escape
 from typer.core import TyperGroup
 
 from seqrec.errors import SeqrecError
@@ -22,7 +23,7 @@ class SeqrecGroup(TyperGroup):
         try:
             return super().invoke(ctx)
         except SeqrecError as exc:
-            error_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            error_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
             raise typer.Exit(exc.exit_code) from None
 
 

@@ -37,8 +37,11 @@ def list_(
         console.print("no runs yet")
         return
     table = Table(title="runs (test metrics)", box=box.SIMPLE_HEAD, pad_edge=False)
-    for column in ("id", "kind", "experiment", "dataset", "seed", "status", "took", *HEADLINE_METRICS.values()):
-        flexible = column in ("experiment", "dataset")
+    workers = {run.id: commands.worker_of(run) for run in runs}
+    worker_column = ("worker",) if any(workers.values()) else ()
+    for column in ("id", "kind", "experiment", "dataset", "seed", "status", "took", *HEADLINE_METRICS.values(),
+                   *worker_column):
+        flexible = column in ("experiment", "dataset", "worker")
         table.add_column(column, justify="left" if flexible or column in ("kind", "status") else "right",
                          no_wrap=not flexible, overflow="ellipsis")
     for run in runs:
@@ -46,7 +49,8 @@ def list_(
         style = STATUS_STYLE.get(run.status, "")
         table.add_row(str(run.id), run.kind, run.experiment or "", run.dataset or "",
                       "" if run.seed is None else str(run.seed), f"[{style}]{run.status}[/]", seconds(run.duration_s),
-                      *(f"{values[key]:.4f}" if key in values else "" for key in HEADLINE_METRICS))
+                      *(f"{values[key]:.4f}" if key in values else "" for key in HEADLINE_METRICS),
+                      *(workers[run.id] for _ in worker_column))
     console.print(table)
 
 
@@ -59,6 +63,8 @@ def show(run_id: int = typer.Argument(..., help="The run's id (see `seqrec runs 
                   f"experiment {run.experiment or '-'}  dataset {run.dataset or '-'}  seed {run.seed}")
     console.print(f"started {when(run.started_at)}  took {seconds(run.duration_s) or '-'}  host {run.host}  "
                   f"code {run.code_version}  config hash {run.config_hash[:12]}")
+    if commands.worker_of(run):
+        console.print(f"worker {commands.worker_of(run)}")
     if run.error:
         console.print(f"[red]error:[/] {run.error.splitlines()[0]}")
     console.print("[bold]config[/]")

@@ -2,6 +2,11 @@
 fully resolved config is hashed and looked up in the store, and what is not there yet runs, in dependency order,
 past failures.
 
+Any number of workers (``seqrec run`` processes on one machine or many, sharing the database) can run one study:
+each claims one open point at a time from the database, beats while it works on it, and takes over a point whose
+worker stopped beating; an experiment's points are all finished before a worker goes on to the next experiment,
+so every stage finds the runs it depends on.
+
 Everything that can be checked without the store (stage fields, parameter names, ranges, references) is checked
 for every experiment before anything runs. An experiment is planned once, when its turn comes, so that it sees
 what the experiments before it made.
@@ -10,11 +15,17 @@ what the experiments before it made.
 from __future__ import annotations
 
 import difflib
+import os
+import socket
+import time
 import traceback
 from collections.abc import Callable
+from contextlib import contextmanager
 from pathlib import Path
 
 from seqrec.errors import SeqrecError
+from seqrec.store import config_hash, open_store
+from seqrec.store.heartbeat import beating
 from seqrec.training.options import check_value
 from seqrec.experiments.schema import load_experiments
 from seqrec.experiments.stages import EXPERIMENT_FIELDS, Plan, Point, Stage, is_reference, stage_named
@@ -142,6 +153,11 @@ def load_plan(name: str, path: Path | str = "experiments.toml") -> Plan:
 
 
 # planning -------------------------------------------------------------------------------------------------------
+def point_key(stage: str, experiment: str, arguments: dict) -> str:
+    """What names a point between the workers of a study: the same on every worker that reads the same file."""
+    return f"{stage}:{experiment}:{config_hash(arguments)}"
+
+
 def plan_experiment(plan: Plan, name: str) -> list[Point]:
     """The experiment's points: each request's config resolved, hashed and looked up in the store."""
     stage = stage_named(plan.spec.experiments[name].stage, name)
@@ -150,12 +166,13 @@ def plan_experiment(plan: Plan, name: str) -> list[Point]:
         if request.waiting_for is not None:
             points.append(Point(name, stage.name, request.params, "waiting"))
             continue
+        key = point_key(stage.name, name, request.arguments)
 
         def execute(arguments=request.arguments, resume=None):
             return stage.execute(arguments, name, resume)
 
         if not stage.resolvable(request.arguments):
-            points.append(Point(name, stage.name, request.params, "to do", execute=execute))
+            points.append(Point(name, stage.name, request.params, "to do", execute=execute, key=key))
             continue
         try:
             found = stage.lookup(stage.resolve(request.arguments), name)
@@ -163,12 +180,12 @@ def plan_experiment(plan: Plan, name: str) -> list[Point]:
             points.append(Point(name, stage.name, request.params, "failed", error=str(exc)))
             continue
         if found is None:
-            points.append(Point(name, stage.name, request.params, "to do", execute=execute))
+            points.append(Point(name, stage.name, request.params, "to do", execute=execute, key=key))
         elif found.status == "finished":
-            points.append(Point(name, stage.name, request.params, "done", found.id, execute))
+            points.append(Point(name, stage.name, request.params, "done", found.id, execute, key=key))
         else:
             points.append(Point(name, stage.name, request.params, "resume", found.id,
-                                lambda execute=execute, resume=found.id: execute(resume=resume)))
+                                lambda execute=execute, resume=found.id: execute(resume=resume), key=key))
     plan.points[name] = points
     return points
 
@@ -199,25 +216,71 @@ def run_point(point: Point, every_process: bool, processes) -> None:
     point.status, point.run_id, point.error = broadcast_object_list([outcome])[0]
 
 
+@contextmanager
+def holding(store, key: str, worker: tuple[str, int], main: bool):
+    """While the block runs, the main process beats for its claim on the point; the claim goes when it ends,
+    interrupted included, so that another worker can take the point up."""
+    if not main:
+        yield
+        return
+    try:
+        with beating(lambda: store.beat_claim(key, *worker), store.settings.heartbeat_s):
+            yield
+    finally:
+        store.release_claim(key, *worker)
+
+
+def work_through(plan: Plan, experiment: str, force: bool, processes,
+                 on_point: Callable[[Point], None] | None, on_plan: Callable[[Plan, str], None] | None) -> None:
+    """Claim and run the experiment's open points one at a time until none is left to this worker, waiting while
+    other workers hold some. The experiment is planned again before each claim and after it, so that a point that
+    another worker finished meanwhile is not run twice; this worker tries each point once, and the plan keeps how
+    its tries ended."""
+    from accelerate.utils import broadcast_object_list
+
+    store = open_store()
+    main = processes.is_main_process
+    worker = (socket.gethostname(), os.getpid())
+    every_process = stage_named(plan.spec.experiments[experiment].stage, experiment).every_process
+    tried: dict[str, Point | None] = {}
+    while True:
+        if main:
+            store.interrupt_lost_runs()
+        points = plan_experiment(plan, experiment)
+        if on_plan is not None:
+            on_plan(plan, experiment)
+            on_plan = None
+        open_points = {point.key: point.label for point in points if point.execute is not None
+                       and (point.status != "done" or force) and point.key not in tried}
+        if not open_points:
+            break
+        key = store.claim_next(experiment, open_points, *worker) if main else None
+        key = broadcast_object_list([key])[0]
+        if key is None:  # live workers hold every open point: wait for them
+            time.sleep(store.settings.heartbeat_s)
+            continue
+        tried[key] = None
+        with holding(store, key, worker, main):
+            point = next((point for point in plan_experiment(plan, experiment) if point.key == key), None)
+            if point is None or point.execute is None or (point.status == "done" and not force):
+                continue  # another worker finished it between the planning and the claim
+            run_point(point, every_process, processes)
+        tried[key] = point
+        if on_point is not None:
+            on_point(point)
+    plan.points[experiment] = [tried.get(point.key) or point for point in plan.points[experiment]]
+
+
 def run_experiment(name: str, path: Path | str = "experiments.toml", force: bool = False,
                    on_point: Callable[[Point], None] | None = None,
                    on_plan: Callable[[Plan, str], None] | None = None) -> Plan:
     """Run every point not yet done, experiment by experiment, each planned when its turn comes; failures are
-    recorded on their points and the rest goes on. ``on_plan`` sees each experiment's points before they run,
-    ``on_point`` each point after it ran."""
+    recorded on their points and the rest goes on. Other workers may run the same study at the same time.
+    ``on_plan`` sees each experiment's points before they run, ``on_point`` each point after it ran."""
     from seqrec.training.accelerator import process_state
 
     processes = process_state()
     plan = load_plan(name, path)
     for experiment in plan.order:
-        every_process = stage_named(plan.spec.experiments[experiment].stage, experiment).every_process
-        points = plan_experiment(plan, experiment)
-        if on_plan is not None:
-            on_plan(plan, experiment)
-        for point in points:
-            if point.execute is None or (point.status == "done" and not force):
-                continue
-            run_point(point, every_process, processes)
-            if on_point is not None:
-                on_point(point)
+        work_through(plan, experiment, force, processes, on_point, on_plan)
     return plan

@@ -6,8 +6,8 @@ import shutil
 from dataclasses import dataclass, field
 
 from seqrec.settings import get_settings
-from seqrec.store.engine import head_revision, stored_revision, upgrade_database
-from seqrec.store.models import Artifact, Run
+from seqrec.store.engine import head_revision, shown_url, stored_revision, upgrade_database
+from seqrec.store.models import Artifact, Run, utcnow
 from seqrec.store.store import open_store
 
 
@@ -23,7 +23,7 @@ def db_status() -> dict:
     url = get_settings().db_url
     revision = stored_revision(url)
     head = head_revision(url)
-    status = {"url": url, "revision": revision, "head": head, "up_to_date": revision == head}
+    status = {"url": shown_url(url), "revision": revision, "head": head, "up_to_date": revision == head}
     if revision == head:
         status["rows"] = open_store().table_counts()
     return status
@@ -35,6 +35,15 @@ def list_runs(*, kind: str | None = None, status: str | None = None, experiment:
     store = open_store()
     runs = store.list_runs(kind=kind, status=status, experiment=experiment, limit=limit)
     return runs, store.final_metrics_of([run.id for run in runs], split="test")
+
+
+def worker_of(run: Run) -> str:
+    """Which worker holds a running run and when it last beat (``host:pid, beat 4s ago``); empty otherwise."""
+    if run.status != "running" or run.pid is None:
+        return ""
+    beat = "never beat" if run.heartbeat_at is None else \
+        f"beat {max(0, int((utcnow() - run.heartbeat_at).total_seconds()))}s ago"
+    return f"{run.host}:{run.pid}, {beat}"
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""Opening the database: engine settings for SQLite, and Alembic migrations applied on open."""
+"""Opening the database: engine settings for SQLite and PostgreSQL, and Alembic migrations applied on open."""
 
 from __future__ import annotations
 
@@ -14,16 +14,37 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
 
 from seqrec.errors import SeqrecError
 from seqrec.resources import resource_dir
 
 BUSY_TIMEOUT_MS = 30_000
+# Any number that no other program takes: the advisory lock under which one process at a time migrates a
+# PostgreSQL database (the folder lock's counterpart for a server).
+MIGRATION_LOCK = 0x5E9_4EC
+
+
+def shown_url(url: str) -> str:
+    """The URL as messages show it: without its password."""
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def parse_url(url: str):
+    try:
+        return make_url(url)
+    except ArgumentError:
+        raise SeqrecError(f"SEQREC_DB {url!r} is not a database URL (sqlite:///PATH or "
+                          "postgresql+psycopg://USER:PASSWORD@HOST:PORT/NAME)") from None
+
+
+def is_postgresql(url: str) -> bool:
+    return parse_url(url).get_backend_name() == "postgresql"
 
 
 def sqlite_path(url: str) -> Path | None:
     """The file behind a SQLite URL, or None for in-memory and non-SQLite databases."""
-    parsed = make_url(url)
+    parsed = parse_url(url)
     if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
         return None
     return Path(parsed.database)
@@ -43,8 +64,13 @@ def head_revision(url: str) -> str | None:
 def create_db_engine(url: str, foreign_keys: bool = True) -> Engine:
     """An engine whose SQLite connections use WAL, enforce foreign keys (unless told not to: migrations) and wait
     for a busy writer."""
-    is_sqlite = make_url(url).get_backend_name() == "sqlite"
-    engine = create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000} if is_sqlite else {})
+    is_sqlite = parse_url(url).get_backend_name() == "sqlite"
+    try:
+        engine = create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000} if is_sqlite else {},
+                               pool_pre_ping=not is_sqlite)
+    except (NoSuchModuleError, ModuleNotFoundError) as exc:
+        extra = " (install seqrec[postgres] for PostgreSQL)" if is_postgresql(url) else ""
+        raise SeqrecError(f"SEQREC_DB {shown_url(url)}: no driver for it: {exc}{extra}") from None
     if is_sqlite:
 
         @event.listens_for(engine, "connect")
@@ -90,12 +116,28 @@ def stored_revision(url: str) -> str | None:
         except sqlite3.DatabaseError as exc:
             raise SeqrecError(f"{path} is not a usable SQLite database: {exc}") from None
         return row[0] if row else None
-    engine = create_engine(url)
+    engine = create_db_engine(url)
     try:
-        with engine.connect() as connection:
+        with connect(engine) as connection:
             return MigrationContext.configure(connection).get_current_revision()
     finally:
         engine.dispose()
+
+
+@contextmanager
+def connect(engine: Engine, transaction: bool = False):
+    """A connection (in a transaction if asked), or one line saying why the server cannot be reached."""
+    try:
+        connection = engine.connect()
+    except OperationalError as exc:
+        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+        raise SeqrecError(f"cannot connect to the database {shown_url(str(engine.url))}: {reason}") from None
+    with connection:
+        if transaction:
+            with connection.begin():
+                yield connection
+        else:
+            yield connection
 
 
 @contextmanager
@@ -116,16 +158,28 @@ def folder_lock(path: Path | None):
 
 def upgrade_database(url: str) -> tuple[str | None, str | None]:
     """Bring the database to the newest schema; returns (revision before, revision after)."""
+    if is_postgresql(url):
+        return upgrade_postgresql(url)
     path = sqlite_path(url)
     with folder_lock(path):
         return upgrade_unlocked(url, path)
 
 
-def upgrade_unlocked(url: str, path: Path | None) -> tuple[str | None, str | None]:
-    """The upgrade itself, under the caller's folder lock."""
-    if path is not None:
-        check_sqlite_file(path)
-    before = stored_revision(url)
+def upgrade_postgresql(url: str) -> tuple[str | None, str | None]:
+    """The upgrade in one transaction that holds an advisory lock: workers that start together on a new database
+    take turns, and the ones after the first find it at head."""
+    engine = create_db_engine(url)
+    try:
+        with connect(engine, transaction=True) as connection:
+            connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")
+            before = MigrationContext.configure(connection).get_current_revision()
+            return before, migrate(url, before, connection)
+    finally:
+        engine.dispose()
+
+
+def migrate(url: str, before: str | None, connection) -> str | None:
+    """Upgrade to head through the given connection (a no-op at head); refuses a newer seqrec's database."""
     config = alembic_config(url)
     script = ScriptDirectory.from_config(config)
     if before is not None:
@@ -133,22 +187,33 @@ def upgrade_unlocked(url: str, path: Path | None) -> tuple[str | None, str | Non
             script.get_revision(before)
         except Exception:
             raise SeqrecError(
-                f"the database {path or url} was written by a newer seqrec (schema revision {before}); "
-                "upgrade seqrec to open it"
+                f"the database {sqlite_path(url) or shown_url(url)} was written by a newer seqrec (schema revision "
+                f"{before}); upgrade seqrec to open it"
             ) from None
     head = script.get_current_head()
     if before != head:
-        # Foreign keys off while migrating: batch mode rebuilds a table by copying, dropping and renaming it, and
-        # with them on the drop would cascade to every row that references it (SQLite's own rebuild procedure
-        # turns them off the same way). They are checked once the schema is at head.
-        engine = create_db_engine(url, foreign_keys=False)
-        try:
-            with engine.begin() as connection:
-                config.attributes["connection"] = connection
-                command.upgrade(config, "head")
-                broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall() if path else []
-                if broken:
-                    raise SeqrecError(f"upgrading {path} left rows whose references are broken: {broken[:5]}")
-        finally:
-            engine.dispose()
+        config.attributes["connection"] = connection
+        command.upgrade(config, "head")
+    return head
+
+
+def upgrade_unlocked(url: str, path: Path | None) -> tuple[str | None, str | None]:
+    """The upgrade itself, under the caller's folder lock."""
+    if path is not None:
+        check_sqlite_file(path)
+    before = stored_revision(url)
+    if before == head_revision(url):
+        return before, before
+    # Foreign keys off while migrating: batch mode rebuilds a table by copying, dropping and renaming it, and with
+    # them on the drop would cascade to every row that references it (SQLite's own rebuild procedure turns them off
+    # the same way). They are checked once the schema is at head.
+    engine = create_db_engine(url, foreign_keys=False)
+    try:
+        with engine.begin() as connection:
+            head = migrate(url, before, connection)
+            broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall() if path else []
+            if broken:
+                raise SeqrecError(f"upgrading {path} left rows whose references are broken: {broken[:5]}")
+    finally:
+        engine.dispose()
     return before, head

@@ -65,7 +65,23 @@ class Run(SQLModel, table=True):
     duration_s: Optional[float] = None
     error: Optional[str] = Field(default=None, sa_column=Column(Text))
     host: Optional[str] = None
+    pid: Optional[int] = None  # with host: the worker process that holds the run while it runs
+    heartbeat_at: Optional[datetime] = None  # that worker's last beat; a running run that stops beating is lost
     code_version: Optional[str] = None
+
+
+class Claim(SQLModel, table=True):
+    """A point of a study queued for the workers of `seqrec run` (no host yet) or held by one (host, pid and its
+    last beat). The row goes when the point's run ends; a claim whose worker stopped beating is taken over."""
+
+    id: Optional[int] = Field(default=None, primary_key=True)
+    key: str = Field(unique=True)  # the point's stage, experiment and the hash of what it asks for
+    experiment: str = Field(index=True)
+    point: str  # the point's parameters as the plan shows them
+    host: Optional[str] = None
+    pid: Optional[int] = None
+    heartbeat_at: Optional[datetime] = None
+    created_at: datetime = Field(default_factory=utcnow)
 
 
 class RunInput(SQLModel, table=True):

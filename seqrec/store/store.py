@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from contextlib import contextmanager
+from datetime import timedelta
 from pathlib import Path
 
-from sqlalchemy import delete, func
+from sqlalchemy import delete, func, or_, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, select
 
 from seqrec.errors import SeqrecError
 from seqrec.settings import Settings, get_settings
 from seqrec.store.engine import create_db_engine, sqlite_path, upgrade_database
 from seqrec.store.hashing import file_digest
-from seqrec.store.models import Artifact, Dataset, LLMCall, Metric, Model, Run, RunInput, utcnow
+from seqrec.store.models import Artifact, Claim, Dataset, LLMCall, Metric, Model, Run, RunInput, utcnow
 
 RUN_STATUSES = ("running", "finished", "failed", "interrupted")
 RESUMABLE = ("running", "failed", "interrupted")
+# INSERT ... ON CONFLICT DO NOTHING, which queues a study's points once however many workers queue them at once.
+INSERTS = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
 
 
 class Store:
@@ -255,11 +260,33 @@ class Store:
     def create_run(self, run: Run) -> Run:
         return self._add(run)
 
-    def reopen_run(self, run_id: int) -> Run:
+    def reopen_run(self, run_id: int, *, host: str, pid: int) -> Run:
         run = self.get_run(run_id)
         if run.status not in RESUMABLE:
             raise SeqrecError(f"run {run_id} is {run.status}; only a running, failed or interrupted run can be resumed")
-        return self.update_run(run_id, status="running", error=None, finished_at=None)
+        return self.update_run(run_id, status="running", error=None, finished_at=None, host=host, pid=pid,
+                               heartbeat_at=utcnow())
+
+    def beat_run(self, run_id: int) -> None:
+        with self.session() as session, session.begin():
+            session.exec(update(Run).where(Run.id == run_id).values(heartbeat_at=utcnow()))
+
+    def lost_before(self):
+        """The moment before which a worker that has not beaten counts as stopped."""
+        return utcnow() - timedelta(seconds=self.settings.reclaim_after_s)
+
+    def interrupt_lost_runs(self) -> list[int]:
+        """Close as interrupted every running run whose worker stopped beating, so that it is resumed (or run
+        again) instead of staying running forever; returns their ids."""
+        with self.session() as session, session.begin():
+            lost = list(session.exec(select(Run).where(Run.status == "running",
+                                                       Run.heartbeat_at < self.lost_before())))
+            for run in lost:
+                run.status = "interrupted"
+                run.error = f"its worker {run.host}:{run.pid} stopped beating at {run.heartbeat_at:%Y-%m-%d %H:%M:%S}"
+                run.finished_at = run.heartbeat_at
+                run.duration_s = (run.finished_at - run.started_at).total_seconds()
+        return [run.id for run in lost]
 
     def update_run(self, run_id: int, **fields) -> Run:
         with self.session() as session, session.begin():
@@ -270,6 +297,70 @@ class Store:
                 run.finished_at = utcnow()
                 run.duration_s = (run.finished_at - run.started_at).total_seconds()
         return run
+
+    # claims: one study, many workers ---------------------------------------------------------------------------
+    @contextmanager
+    def locked_session(self):
+        """A session whose transaction holds the write lock from its start on SQLite (BEGIN IMMEDIATE), so that
+        two workers never read the same queue; on PostgreSQL the rows it selects FOR UPDATE are locked instead."""
+        dialect = self.engine.dialect.name
+        if dialect not in INSERTS:
+            raise SeqrecError(f"workers share a study through SQLite or PostgreSQL, not {dialect}")
+        with self.engine.connect() as connection, connection.begin():
+            if dialect == "sqlite":  # the driver has not begun yet: this BEGIN is the transaction's
+                connection.exec_driver_sql("BEGIN IMMEDIATE")
+            with Session(bind=connection, expire_on_commit=False) as session:  # joins the transaction
+                yield session
+                session.flush()
+
+    def claim_next(self, experiment: str, points: dict[str, str], host: str, pid: int) -> str | None:
+        """Queue the experiment's open points (key -> label) that are not queued yet, then claim the oldest one
+        that no live worker holds: queued, or held by a worker that stopped beating. Returns its key, or None
+        while live workers hold them all.
+
+        A live claim on one of these points under another key means another worker's experiments file gives the
+        point another meaning; that is refused before anything is written."""
+        now, lost_before = utcnow(), self.lost_before()
+        with self.locked_session() as session:
+            claims = session.exec(select(Claim).where(Claim.experiment == experiment)).all()
+            for claim in claims:
+                if claim.point not in points.values() or claim.key in points:
+                    continue
+                if claim.heartbeat_at >= lost_before:
+                    raise SeqrecError(f"experiment {experiment!r}, point {claim.point}: another worker "
+                                      f"({claim.host or 'queued'}) runs it with another config (its hash differs); "
+                                      "give every worker the same experiments file")
+                session.delete(claim)  # a stopped worker's point whose meaning the file has since changed
+            rows = [{"key": key, "experiment": experiment, "point": label, "heartbeat_at": now, "created_at": now}
+                    for key, label in points.items()]
+            if rows:
+                session.exec(INSERTS[self.engine.dialect.name](Claim).values(rows)
+                             .on_conflict_do_nothing(index_elements=["key"]))
+            claim = session.exec(select(Claim).where(Claim.key.in_(list(points)),
+                                                     or_(Claim.host.is_(None), Claim.heartbeat_at < lost_before))
+                                 .order_by(Claim.id).limit(1).with_for_update(skip_locked=True)).first()
+            if claim is None:
+                return None
+            claim.host, claim.pid, claim.heartbeat_at = host, pid, now
+            session.add(claim)
+            return claim.key
+
+    def beat_claim(self, key: str, host: str, pid: int) -> None:
+        with self.session() as session, session.begin():
+            session.exec(update(Claim).where(Claim.key == key, Claim.host == host, Claim.pid == pid)
+                         .values(heartbeat_at=utcnow()))
+
+    def release_claim(self, key: str, host: str, pid: int) -> None:
+        """Drop this worker's claim (not one that another worker has taken over since)."""
+        with self.session() as session, session.begin():
+            session.exec(delete(Claim).where(Claim.key == key, Claim.host == host, Claim.pid == pid))
+
+    def claims(self, experiment: str | None = None) -> list[Claim]:
+        query = select(Claim).order_by(Claim.id)
+        if experiment is not None:
+            query = query.where(Claim.experiment == experiment)
+        with self.session() as session:
+            return list(session.exec(query))
 
 
 _open_stores: dict[str, Store] = {}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 import signal
 import socket
 import subprocess
@@ -15,7 +16,8 @@ from pathlib import Path
 from accelerate.tracking import GeneralTracker
 
 from seqrec.store.hashing import config_hash
-from seqrec.store.models import Artifact, Run
+from seqrec.store.heartbeat import beating
+from seqrec.store.models import Artifact, Run, utcnow
 
 
 class RunInterrupted(KeyboardInterrupt):
@@ -72,16 +74,18 @@ def _sigterm_as_interrupt():
 @contextmanager
 def tracked_run(store, kind: str, config: dict, *, experiment: str | None = None, seed: int | None = None,
                 dataset: str | None = None, inputs: Iterable[int | Artifact] = (), resume: int | None = None):
-    """``with tracked_run(...) as run``: running on entry; finished, failed (error kept) or interrupted on exit."""
+    """``with tracked_run(...) as run``: running on entry; finished, failed (error kept) or interrupted on exit.
+    While it runs, its worker (host, pid) beats into its row."""
+    host, pid = socket.gethostname(), os.getpid()
     if resume is not None:
-        row = store.reopen_run(resume)
+        row = store.reopen_run(resume, host=host, pid=pid)
     else:
         row = store.create_run(Run(kind=kind, experiment=experiment, status="running", config=config,
-                                   config_hash=config_hash(config), seed=seed, dataset=dataset,
-                                   host=socket.gethostname(), code_version=code_version()))
+                                   config_hash=config_hash(config), seed=seed, dataset=dataset, host=host, pid=pid,
+                                   heartbeat_at=utcnow(), code_version=code_version()))
         store.add_inputs(row.id, inputs)
     run = ActiveRun(store, row)
-    with _sigterm_as_interrupt():
+    with _sigterm_as_interrupt(), beating(lambda: store.beat_run(run.id), store.settings.heartbeat_s):
         try:
             yield run
         except KeyboardInterrupt:

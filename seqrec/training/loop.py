@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -39,6 +40,35 @@ class LoopState:
     @classmethod
     def load(cls, path: Path) -> "LoopState":
         return cls(**json.loads(path.read_text()))
+
+
+def last_checkpoint(checkpoint: Path) -> Path | None:
+    """The newest complete checkpoint: ``checkpoint``, or the one written next to it when the process stopped
+    between putting the old one aside and moving the new one in (loop.json, written last, marks it complete)."""
+    for folder in (checkpoint, checkpoint.with_name(checkpoint.name + ".partial")):
+        if (folder / "loop.json").exists():
+            return folder
+    return None
+
+
+def save_checkpoint(accelerator: Accelerator, state: LoopState, checkpoint: Path) -> None:
+    """Write a full checkpoint beside the last one, then swap it in: a process killed while writing leaves the
+    last complete checkpoint, never a mix of two epochs."""
+    partial, old = (checkpoint.with_name(checkpoint.name + suffix) for suffix in (".partial", ".old"))
+    if accelerator.is_main_process:  # made before any process writes its own files into it
+        shutil.rmtree(partial, ignore_errors=True)
+        partial.mkdir(parents=True)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(partial))
+    accelerator.wait_for_everyone()  # every process has written its own files (its RNG states) into it
+    if accelerator.is_main_process:
+        state.save(partial / "loop.json")
+        shutil.rmtree(old, ignore_errors=True)
+        if checkpoint.exists():
+            checkpoint.rename(old)
+        partial.rename(checkpoint)
+        shutil.rmtree(old, ignore_errors=True)
+    accelerator.wait_for_everyone()
 
 
 def progress_bar(accelerator: Accelerator) -> Progress:
@@ -73,9 +103,9 @@ def fit(model: torch.nn.Module, train_set: Dataset, validate, config: TrainConfi
         torch.optim.AdamW(trainable, lr=config.lr, weight_decay=config.weight_decay)
     model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
     state = LoopState()
-    if resume and (checkpoint / "loop.json").exists():
-        accelerator.load_state(str(checkpoint))
-        state = LoopState.load(checkpoint / "loop.json")
+    if resume and (found := last_checkpoint(checkpoint)) is not None:
+        accelerator.load_state(str(found))
+        state = LoopState.load(found / "loop.json")
     if validate_first and not resume:
         accelerator.log(validate(model, accelerator), step=0, log_kwargs={"seqrec": {"split": "valid"}})
 
@@ -112,14 +142,13 @@ def fit(model: torch.nn.Module, train_set: Dataset, validate, config: TrainConfi
                 score = metrics[config.metric]
                 if score > state.best:
                     state.best, state.best_epoch, state.evaluations_without_improvement = score, state.epoch, 0
-                    if accelerator.is_main_process:
-                        torch.save(accelerator.unwrap_model(model).state_dict(), best_weights)
+                    if accelerator.is_main_process:  # written whole or not at all: a kill may land mid-save
+                        partial = best_weights.with_name(best_weights.name + ".partial")
+                        torch.save(accelerator.unwrap_model(model).state_dict(), partial)
+                        partial.replace(best_weights)
                 else:
                     state.evaluations_without_improvement += 1
-                accelerator.save_state(str(checkpoint))
-                if accelerator.is_main_process:
-                    state.save(checkpoint / "loop.json")
-                accelerator.wait_for_everyone()
+                save_checkpoint(accelerator, state, checkpoint)
                 info += f"  {config.metric} {score:.4f} (best {state.best:.4f} @ {state.best_epoch})"
                 if state.evaluations_without_improvement >= config.patience:
                     break

@@ -15,6 +15,7 @@ from textual.containers import VerticalScroll
 from textual.widgets import DataTable, Footer, Static
 
 from seqrec.report import row_label
+from seqrec.store.commands import worker_of
 from seqrec.tui.base import StoreScreen, duration, number, status_markup
 from seqrec.tui.plot import sparkline
 
@@ -97,6 +98,8 @@ class RunScreen(StoreScreen):
         self.query_one("#body", Static).update(Group(*self.sections(run)))
 
     def sections(self, run):
+        if worker_of(run):
+            yield Text(f"worker {worker_of(run)}", style="cyan")
         if run.error:
             yield Text(run.error.splitlines()[0], style="red")
         config = plain_table(expand=False)

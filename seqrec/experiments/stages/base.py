@@ -79,6 +79,7 @@ class Point:
     run_id: int | None = None
     execute: Callable[[], int | None] | None = None
     error: str | None = None
+    key: str | None = None  # names the point between the workers of a study (see plan.point_key)
 
     @property
     def label(self) -> str:
