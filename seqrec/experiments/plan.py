@@ -14,6 +14,7 @@ what the experiments before it made.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import os
 import socket
@@ -175,19 +176,22 @@ def plan_experiment(plan: Plan, name: str) -> list[Point]:
             points.append(Point(name, stage.name, request.params, "to do", execute=execute, key=key))
             continue
         try:
-            found = stage.lookup(stage.resolve(request.arguments), name)
+            config = stage.resolve(request.arguments)
         except SeqrecError as exc:  # this point cannot run; the others still can
             points.append(Point(name, stage.name, request.params, "failed", error=str(exc)))
             continue
-        if found is None:
-            points.append(Point(name, stage.name, request.params, "to do", execute=execute, key=key))
-        elif found.status == "finished":
-            points.append(Point(name, stage.name, request.params, "done", found.id, execute, key=key))
-        else:
-            points.append(Point(name, stage.name, request.params, "resume", found.id,
-                                lambda execute=execute, resume=found.id: execute(resume=resume), key=key))
+        points.append(looked_up(Point(name, stage.name, request.params, "to do", execute=execute, key=key,
+                                      config=config), stage))
     plan.points[name] = points
     return points
+
+
+def looked_up(point: Point, stage: Stage) -> Point:
+    """The point as the store has it now: to do, done (a finished run of its config) or to resume (an
+    interrupted one, for a stage that can resume)."""
+    found = stage.lookup(point.config, point.experiment)
+    status = "to do" if found is None else "done" if found.status == "finished" else "resume"
+    return dataclasses.replace(point, status=status, run_id=None if found is None else found.id)
 
 
 def make_plan(name: str, path: Path | str = "experiments.toml") -> Plan:
@@ -204,7 +208,8 @@ def run_point(point: Point, every_process: bool, processes) -> None:
     from accelerate.utils import broadcast_object_list
 
     try:
-        run_id = point.execute() if every_process or processes.is_main_process else None
+        resume = point.run_id if point.status == "resume" else None
+        run_id = point.execute(resume=resume) if every_process or processes.is_main_process else None
         outcome = ("done", run_id, None)
     except KeyboardInterrupt:
         raise
@@ -233,42 +238,49 @@ def holding(store, key: str, worker: tuple[str, int], main: bool):
 def work_through(plan: Plan, experiment: str, force: bool, processes,
                  on_point: Callable[[Point], None] | None, on_plan: Callable[[Plan, str], None] | None) -> None:
     """Claim and run the experiment's open points one at a time until none is left to this worker, waiting while
-    other workers hold some. The experiment is planned again before each claim and after it, so that a point that
-    another worker finished meanwhile is not run twice; this worker tries each point once, and the plan keeps how
-    its tries ended."""
+    other workers hold some. The experiment is planned once, and again only after waiting for other workers; a
+    claimed point is looked up once more first, so that one another worker finished meanwhile is not run twice
+    and one whose worker stopped is resumed. This worker tries each point once; the plan keeps how its tries
+    ended."""
     from accelerate.utils import broadcast_object_list
 
     store = open_store()
     main = processes.is_main_process
     worker = (socket.gethostname(), os.getpid())
-    every_process = stage_named(plan.spec.experiments[experiment].stage, experiment).every_process
-    tried: dict[str, Point | None] = {}
+    stage = stage_named(plan.spec.experiments[experiment].stage, experiment)
+    tried: dict[str, Point] = {}
+    if main:
+        store.interrupt_lost_runs()
+    points = plan_experiment(plan, experiment)
+    if on_plan is not None:
+        on_plan(plan, experiment)
     while True:
-        if main:
-            store.interrupt_lost_runs()
-        points = plan_experiment(plan, experiment)
-        if on_plan is not None:
-            on_plan(plan, experiment)
-            on_plan = None
-        open_points = {point.key: point.label for point in points if point.execute is not None
+        open_points = {point.key: point for point in points if point.execute is not None
                        and (point.status != "done" or force) and point.key not in tried}
         if not open_points:
             break
-        key = store.claim_next(experiment, open_points, *worker) if main else None
+        labels = {key: point.label for key, point in open_points.items()}
+        key = store.claim_next(experiment, labels, *worker) if main else None
         key = broadcast_object_list([key])[0]
-        if key is None:  # live workers hold every open point: wait for them
+        if key is None:  # live workers hold every open point: wait for them, then see what they left
             time.sleep(store.settings.heartbeat_s)
+            if main:
+                store.interrupt_lost_runs()
+            points = plan_experiment(plan, experiment)
             continue
-        tried[key] = None
         with holding(store, key, worker, main):
-            point = next((point for point in plan_experiment(plan, experiment) if point.key == key), None)
-            if point is None or point.execute is None or (point.status == "done" and not force):
+            point = open_points[key]
+            if main:
+                store.interrupt_lost_runs()  # (a run of a worker that stopped beating is resumed, not left running)
+            if point.config is not None:  # (a point resolved only when it runs has nothing to look up yet)
+                point = looked_up(point, stage)
+            tried[key] = point
+            if point.status == "done" and not force:
                 continue  # another worker finished it between the planning and the claim
-            run_point(point, every_process, processes)
-        tried[key] = point
+            run_point(point, stage.every_process, processes)
         if on_point is not None:
             on_point(point)
-    plan.points[experiment] = [tried.get(point.key) or point for point in plan.points[experiment]]
+    plan.points[experiment] = [tried.get(point.key, point) for point in points]
 
 
 def run_experiment(name: str, path: Path | str = "experiments.toml", force: bool = False,

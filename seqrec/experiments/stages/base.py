@@ -80,6 +80,7 @@ class Point:
     execute: Callable[[], int | None] | None = None
     error: str | None = None
     key: str | None = None  # names the point between the workers of a study (see plan.point_key)
+    config: dict | None = None  # its resolved config, when it could be resolved at planning
 
     @property
     def label(self) -> str:
