@@ -45,8 +45,9 @@ def title(rng: random.Random) -> str:
 def rerank_prompts(count: int, seed: int = 0) -> list[str]:
     """Re-ranking prompts of MovieLens shape: ten history titles, five candidates."""
     rng = random.Random(seed)
+    labels = [str(number) for number in range(1, 6)]
     return [render_prompt("rerank", history=[title(rng) for _ in range(10)], candidates=[title(rng) for _ in range(5)],
-                          top_k=5) for _ in range(count)]
+                          labels=labels, mode="logprobs", top_k=5) for _ in range(count)]
 
 
 def endpoint_benchmark(requests: int = 64) -> None:

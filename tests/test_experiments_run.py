@@ -12,7 +12,7 @@ pytestmark = pytest.mark.backend
 runner = CliRunner()
 
 
-def experiments_file(tmp_path, extra=""):
+def experiments_file(tmp_path, extra="", study="{ epochs = 2, hidden = 16, batch_size = 64 }"):
     raw = tmp_path / "raw"
     make_walk_dataset(raw, name="scratch")  # writes the CSVs (and a dataset this file does not use)
     path = tmp_path / "experiments.toml"
@@ -30,7 +30,7 @@ stage = "train"
 after = ["walk-data"]
 dataset = "walk"
 seeds = [0, 1]
-params = {{ epochs = 2, hidden = 16, batch_size = 64 }}
+params = {study}
 grid = {{ model = ["sasrec", "gru4rec"] }}
 
 [experiments.study-noise]

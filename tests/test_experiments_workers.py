@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from recsys_fixtures import make_walk_dataset
+from test_experiments_run import experiments_file
 from seqrec.store import open_store
 
 pytestmark = [pytest.mark.backend, pytest.mark.slow]
@@ -21,27 +21,7 @@ WORKER_ENV = {"SEQREC_HEARTBEAT_S": "0.5", "SEQREC_RECLAIM_AFTER_S": "4", "OMP_N
 
 
 def study_file(tmp_path):
-    raw = tmp_path / "raw"
-    make_walk_dataset(raw, name="scratch")  # writes the CSVs (and a dataset the study does not use)
-    path = tmp_path / "experiments.toml"
-    path.write_text(f"""
-[datasets.walk]
-source = "csv"
-options = {{ interactions = "{raw / 'inter.csv'}", items = "{raw / 'items.csv'}", k_core = 2, max_len = 5 }}
-
-[experiments.walk-data]
-stage = "prepare"
-dataset = "walk"
-
-[experiments.study]
-stage = "train"
-after = ["walk-data"]
-dataset = "walk"
-seeds = [0, 1]
-params = {{ epochs = {EPOCHS}, hidden = 16, batch_size = 8, patience = {EPOCHS} }}
-grid = {{ model = ["sasrec", "gru4rec"] }}
-""")
-    return path
+    return experiments_file(tmp_path, study=f"{{ epochs = {EPOCHS}, hidden = 16, batch_size = 8, patience = {EPOCHS} }}")
 
 
 def start_worker(path, log, **env):
