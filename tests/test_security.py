@@ -1,5 +1,7 @@
-"""What seqrec must never leave behind: an endpoint's API key, read from the variable ``api_key_env`` names, appears
-in no database row, run folder, log, command output or export after a whole re-ranking run through the CLI."""
+"""What seqrec must never do: leave an endpoint's API key (read from the variable ``api_key_env`` names) in any
+database row, run folder, log, command output or export, or write outside SEQREC_HOME because of a name."""
+
+from pathlib import Path
 
 import pytest
 from llm_servers import scripted_server
@@ -33,3 +35,20 @@ def test_an_api_key_leaves_no_trace_in_the_database_run_folders_logs_or_exports(
     for path in written:
         assert KEY.encode() not in path.read_bytes(), path
     assert KEY not in result.output + exported.output
+
+
+@pytest.mark.parametrize("command", [
+    ["data", "prepare", "movielens", "--variant", "ml-100k", "--name", "{name}"],
+    ["models", "pull", "{name}", "--from", "{folder}"],
+])
+@pytest.mark.parametrize("name", ["..", "../outside", "/tmp/absolute", "nul\0byte", ".hidden"])
+def test_names_that_become_folders_cannot_leave_the_store(tmp_path, seqrec_home, command, name):
+    folder = tmp_path / "weights"  # (never read: the name is refused first)
+    folder.mkdir()
+    (tmp_path / "keep").write_text("a file beside the store")
+    arguments = [part.format(name=name, folder=folder) for part in command]
+    result = CliRunner().invoke(app, arguments)
+    assert result.exit_code == 2 and result.output.startswith("error: ") and "Traceback" not in result.output
+    assert "must start with a letter or digit" in result.output
+    assert {path.name for path in tmp_path.iterdir()} <= {"keep", "seqrec-home", "weights"}
+    assert (tmp_path / "keep").exists() and not Path("/tmp/absolute").exists()

@@ -12,6 +12,7 @@ import difflib
 import importlib.metadata
 import importlib.util
 import json
+import re
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -77,8 +78,16 @@ def resolve_spec(name: str) -> ModelSpec:
                       f"(org/name) or a local folder also works")
 
 
+FOLDER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
+
+
 def store_folder(alias: str) -> Path:
-    return get_settings().models_dir / alias.replace("/", "--")
+    """The model's folder in the store: one folder inside it, whatever the name says (``..``, ``/abs``, NUL)."""
+    name = alias.replace("/", "--", 1)
+    if not FOLDER_NAME.fullmatch(name):
+        raise SeqrecError(f"model name {alias!r} cannot name a folder of the store: it must start with a letter or "
+                          "digit and use only letters, digits and . _ + - (with one / in a Hugging Face id)")
+    return get_settings().models_dir / name
 
 
 def package_folder(module: str) -> Path | None:
