@@ -22,7 +22,7 @@ from seqrec.errors import SeqrecError
 from seqrec.llm.configs import POOLINGS, EmbedConfig
 from seqrec.llm.prompts import template_environment
 from seqrec.resources import resource_dir
-from seqrec.store import config_hash, open_store
+from seqrec.store import open_store
 from seqrec.training.options import check
 
 ARTIFACT_KIND = "item-embeddings"
@@ -203,13 +203,8 @@ def embedding_config(model: str, dataset: str, *, pooling: str = "mean", attenti
 
 def finished_embedding(config: dict) -> EmbeddedItems | None:
     """The finished embed run with this config whose matrix is still on disk."""
-    store = open_store()
-    earlier = store.find_run(config_hash(config), kind="embed")
-    if earlier is not None:
-        for artifact in reversed(store.artifacts(earlier.id, kind=ARTIFACT_KIND)):
-            if Path(artifact.path).exists():
-                return EmbeddedItems(earlier.id, Path(artifact.path), cached=True)
-    return None
+    found = open_store().finished_artifact(config, "embed", ARTIFACT_KIND)
+    return None if found is None else EmbeddedItems(*found, cached=True)
 
 
 def embed_items(model: str, dataset: str, *, pooling: str = "mean", attention: str | None = None,

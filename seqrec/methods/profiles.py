@@ -32,7 +32,7 @@ from seqrec.llm.backends.options import LLMOptions
 from seqrec.llm.prompts import render_prompt
 from seqrec.recsys.guide import EMBEDDINGS_KIND, run_reference
 from seqrec.resources import resource_dir
-from seqrec.store import config_hash, open_store
+from seqrec.store import open_store
 
 PROMPTS = ("short", "long")
 STRATEGIES = ("agg_after", "agg_with")
@@ -301,13 +301,8 @@ def generation_config(dataset: str, llm: str | LLMOptions | None = None, *, prom
 
 def finished_profiles(config: dict) -> GeneratedProfiles | None:
     """The finished profiles run of this config whose artifact is still on disk."""
-    store = open_store()
-    earlier = store.find_run(config_hash(config), kind="profiles")
-    if earlier is not None:
-        for artifact in reversed(store.artifacts(earlier.id, kind=PROFILES_KIND)):
-            if Path(artifact.path).exists():
-                return GeneratedProfiles(earlier.id, Path(artifact.path), cached=True)
-    return None
+    found = open_store().finished_artifact(config, "profiles", PROFILES_KIND)
+    return None if found is None else GeneratedProfiles(*found, cached=True)
 
 
 def generate_profiles(dataset: str, llm: str | LLMOptions | None = None, *, prompt: str = "short",
@@ -494,13 +489,8 @@ def stand_in_note(config: dict) -> str | None:
 
 def finished_user_embeddings(config: dict) -> EmbeddedProfiles | None:
     """The finished embed-profiles run of this config whose matrix is still on disk."""
-    store = open_store()
-    earlier = store.find_run(config_hash(config), kind="embed-profiles")
-    if earlier is not None:
-        for found in reversed(store.artifacts(earlier.id, kind=EMBEDDINGS_KIND)):
-            if Path(found.path).exists():
-                return EmbeddedProfiles(earlier.id, Path(found.path), cached=True, note=stand_in_note(config))
-    return None
+    found = open_store().finished_artifact(config, "embed-profiles", EMBEDDINGS_KIND)
+    return None if found is None else EmbeddedProfiles(*found, cached=True, note=stand_in_note(config))
 
 
 def embed_profiles(profiles: int | str, encoder: str = "e5-large", *, reduce: str = "umap:128", seed: int = 0,

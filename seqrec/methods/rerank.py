@@ -35,7 +35,7 @@ from seqrec.errors import SeqrecError
 from seqrec.llm.backends.options import LLMOptions
 from seqrec.llm.prompts import render_prompt, template_file, template_variables
 from seqrec.recsys.guide import run_reference
-from seqrec.store import config_hash, file_digest, open_store
+from seqrec.store import file_digest, open_store
 
 RERANK_KIND = "rerank"
 RANKINGS_KIND = "rankings"
@@ -433,15 +433,12 @@ def rerank(base: int | str, llm: str | LLMOptions | None = None, *, batch_size: 
 def finished_rerank(config: dict) -> Reranked | None:
     """The finished run of this config, while its rankings are on disk."""
     store = open_store()
-    earlier = store.find_run(config_hash(config), kind=RERANK_KIND)
-    if earlier is None:
+    found = store.finished_artifact(config, RERANK_KIND, RANKINGS_KIND)
+    if found is None:
         return None
-    found = [artifact for artifact in store.artifacts(earlier.id, kind=RANKINGS_KIND) if Path(artifact.path).exists()]
-    if not found:
-        return None
-    final = store.final_metrics(earlier.id)
-    return Reranked(earlier.id, final.get("test", {}), final.get("base", {}), final.get("rerank", {}),
-                    Path(found[-1].path), cached=True)
+    run_id, path = found
+    final = store.final_metrics(run_id)
+    return Reranked(run_id, final.get("test", {}), final.get("base", {}), final.get("rerank", {}), path, cached=True)
 
 
 def rerank_run(config: dict, backend, chat: bool, trained, weights, data, data_folder: Path, batch_size: int,

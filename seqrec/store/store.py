@@ -14,7 +14,7 @@ from sqlmodel import Session, select
 from seqrec.errors import SeqrecError
 from seqrec.settings import Settings, get_settings
 from seqrec.store.engine import create_db_engine, sqlite_path, upgrade_database
-from seqrec.store.hashing import file_digest
+from seqrec.store.hashing import config_hash, file_digest
 from seqrec.store.models import Artifact, Claim, Dataset, LLMCall, Metric, Model, Run, RunInput, utcnow
 
 RUN_STATUSES = ("running", "finished", "failed", "interrupted")
@@ -112,6 +112,17 @@ class Store:
                 query = query.where(column == value)
         with self.session() as session:
             return session.exec(query).first()
+
+    def finished_artifact(self, config: dict, kind: str, artifact_kind: str) -> tuple[int, Path] | None:
+        """(run id, file) of the newest finished ``kind`` run of this resolved config, while its newest
+        ``artifact_kind`` file is still on disk: how a finished result is reused instead of made again."""
+        run = self.find_run(config_hash(config), kind=kind)
+        if run is None:
+            return None
+        for artifact in reversed(self.artifacts(run.id, kind=artifact_kind)):
+            if Path(artifact.path).exists():
+                return run.id, Path(artifact.path)
+        return None
 
     def resumable_run(self, run_id: int, kind: str) -> Run:
         """The run ``--resume ID`` names, refused when it is of another kind or already finished."""
