@@ -10,3 +10,36 @@ class SeqrecError(Exception):
     """Bad input or an unusable environment: shown to the user as one clear line, exit code 2."""
 
     exit_code = 2
+
+
+# errno values and SQLite messages that mean the disk (or SEQREC_HOME's file system) took no more writes
+_STORAGE_ERRNOS = {"ENOSPC": "no space left on the device", "EDQUOT": "the disk quota is exceeded",
+                   "EROFS": "the file system is read-only", "EFBIG": "a file grew past the size limit"}
+# (torch's writers raise RuntimeError with the C library's strerror text in the message)
+_STORAGE_MESSAGES = {"No space left on device": "no space left on the device",
+                     "Disk quota exceeded": "the disk quota is exceeded",
+                     "Read-only file system": "the file system is read-only",
+                     "database or disk is full": "no space left on the device",
+                     "attempt to write a readonly database": "the database is read-only",
+                     "file write failed": "a file could not be written (is the disk full?)"}
+
+
+def storage_failure(exc: BaseException) -> str | None:
+    """One line saying why writing failed, when ``exc`` (or an exception it was raised from) means the disk is full
+    or read-only; None for any other error."""
+    import errno
+
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, OSError) and exc.errno is not None:
+            for name, reason in _STORAGE_ERRNOS.items():
+                if exc.errno == getattr(errno, name, None):
+                    where = f" writing {exc.filename}" if exc.filename else ""
+                    return f"{reason}{where}"
+        text = str(exc)
+        for message, reason in _STORAGE_MESSAGES.items():
+            if message in text:
+                return reason
+        exc = exc.__cause__ or exc.__context__
+    return None

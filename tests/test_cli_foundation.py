@@ -153,3 +153,24 @@ def test_help_texts_survive_rich_markup():
     for path, command in commands(typer.main.get_command(app)):
         for text in [command.help or "", *(getattr(param, "help", None) or "" for param in command.params)]:
             assert Text.from_markup(text).plain == text.replace("\\[", "["), (path, text)
+
+
+def test_a_full_or_read_only_disk_is_told_in_one_line_and_other_errors_are_not_taken_for_one():
+    import errno
+
+    from seqrec.errors import storage_failure
+
+    assert storage_failure(OSError(errno.ENOSPC, "No space left on device", "/home/x/ckpt.pt")) == \
+        "no space left on the device writing /home/x/ckpt.pt"
+    torch_message = RuntimeError("[enforce fail at inline_container.cc:747] . open file failed with strerror: "
+                                 "Read-only file system")
+    assert storage_failure(torch_message) == "the file system is read-only"
+    try:
+        try:
+            raise OSError(errno.EDQUOT, "Disk quota exceeded")
+        except OSError as cause:
+            raise RuntimeError("saving failed") from cause
+    except RuntimeError as chained:
+        assert storage_failure(chained) == "the disk quota is exceeded"
+    assert storage_failure(ValueError("shapes do not match")) is None
+    assert storage_failure(OSError(errno.ENOENT, "No such file or directory", "x")) is None

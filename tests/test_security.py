@@ -1,6 +1,8 @@
 """What seqrec must never do: leave an endpoint's API key (read from the variable ``api_key_env`` names) in any
-database row, run folder, log, command output or export, or write outside SEQREC_HOME because of a name."""
+database row, run folder, log, command output or export, write outside SEQREC_HOME because of a name, or run code
+because an experiments file or a model folder says so."""
 
+import json
 from pathlib import Path
 
 import pytest
@@ -10,6 +12,7 @@ from typer.testing import CliRunner
 
 from seqrec.cli import app
 from seqrec.recsys.runner import train_model
+from seqrec.store import open_store
 
 KEY = "sk-fake-4f1c9e0d2b7a"
 
@@ -52,3 +55,98 @@ def test_names_that_become_folders_cannot_leave_the_store(tmp_path, seqrec_home,
     assert "must start with a letter or digit" in result.output
     assert {path.name for path in tmp_path.iterdir()} <= {"keep", "seqrec-home", "weights"}
     assert (tmp_path / "keep").exists() and not Path("/tmp/absolute").exists()
+
+
+# an experiments file is data: nothing in it makes seqrec run code ---------------------------------------------
+def own_code_model(folder: Path, marker: Path, model_type: str) -> Path:
+    """A model folder whose config maps its classes to its own module, which would leave ``marker`` if imported."""
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({
+        "model_type": model_type, "architectures": ["OwnModel"], "hidden_size": 8,
+        "auto_map": {"AutoConfig": "own.OwnConfig", "AutoModel": "own.OwnModel"}}))
+    (folder / "tokenizer_config.json").write_text(json.dumps({"auto_map": {"AutoTokenizer": ["own.OwnTokenizer", None]}}))
+    (folder / "own.py").write_text(f"open({str(marker)!r}, 'w').write('ran')\n")
+    return folder
+
+
+CODE_TEXT = "__import__('os').system('touch {marker}')"
+
+
+def walk_declared(tmp_path) -> str:
+    """The walk fixture's files, declared as the dataset walk."""
+    raw = tmp_path / "raw"
+    return f"""
+[datasets.walk]
+source = "csv"
+options = {{ interactions = "{raw / 'inter.csv'}", items = "{raw / 'items.csv'}", k_core = 2, max_len = 5 }}
+"""
+
+
+@pytest.mark.parametrize("model_type", ["llama", "own-model"])
+def test_a_model_folder_with_its_own_code_is_refused_before_anything_loads(tmp_path, walk, model_type):
+    marker = tmp_path / "ran"
+    model = own_code_model(tmp_path / "own", marker, model_type)
+    study = tmp_path / "experiments.toml"
+    study.write_text(walk_declared(tmp_path) + f"""
+[models.own]
+alias = "{model}"
+
+[experiments.own-embed]
+stage = "embed"
+dataset = "walk"
+model = "own"
+""")
+    runner = CliRunner()
+    for arguments in (["run", "own-embed", "--file", str(study)], ["embed", "items", "--dataset", "walk", "--model", str(model)],
+                      ["models", "pull", "own", "--from", str(model)]):
+        result = runner.invoke(app, arguments)
+        # (`seqrec run` reports a point that failed and exits 1; the commands refuse with exit 2)
+        assert result.exit_code == (1 if arguments[0] == "run" else 2), (arguments, result.output)
+        assert "Traceback" not in result.output
+        assert "carries its own code (auto_map in config.json, auto_map in tokenizer_config.json, own.py)" \
+            in " ".join(result.output.split())
+    assert not marker.exists()
+    assert open_store().get_model("own") is None
+
+
+def test_code_in_an_experiments_files_values_is_kept_as_text_or_refused_never_run(tmp_path, walk):
+    marker = tmp_path / "ran"
+    code = CODE_TEXT.format(marker=marker)
+    study = tmp_path / "experiments.toml"
+    study.write_text(walk_declared(tmp_path) + f"""
+[datasets.shell]
+source = "csv"
+options = {{ interactions = "$(touch {marker})", items = "`touch {marker}`" }}
+
+[experiments.described]
+stage = "train"
+dataset = "walk"
+description = "{code}"
+seeds = [0]
+params = {{ model = "sasrec", hidden = 8, heads = 1, layers = 1, epochs = 1 }}
+
+[experiments.shell-data]
+stage = "prepare"
+dataset = "shell"
+
+[experiments.code-model]
+stage = "train"
+dataset = "walk"
+params = {{ model = "{code}" }}
+
+[experiments.code-embeddings]
+stage = "train"
+dataset = "walk"
+params = {{ model = "sasrec", item_emb = "{code}" }}
+""")
+    runner = CliRunner()
+    described = runner.invoke(app, ["run", "described", "--file", str(study)])
+    assert described.exit_code == 0, described.output
+    (run,) = open_store().list_runs(kind="train", experiment="described")
+    assert run.status == "finished"
+    for experiment, message in (("shell-data", "missing file: $(touch"), ("code-model", "is not one of sasrec, gru4rec, caser, bert4rec"),
+                                ("code-embeddings", "do not exist")):
+        result = runner.invoke(app, ["run", experiment, "--file", str(study)])
+        assert result.exit_code in (1, 2) and "Traceback" not in result.output, (experiment, result.output)
+        assert message in " ".join(result.output.split())
+    assert not marker.exists()

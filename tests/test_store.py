@@ -286,3 +286,32 @@ def test_runs_list_and_show_name_the_worker_of_a_running_run_and_its_last_beat()
     worker = f"{socket.gethostname()}:{os.getpid()}, beat "
     assert worker in listed.output and f"worker {worker}" in shown.output
     assert "worker" not in CliRunner().invoke(app, ["runs", "list"], env={"COLUMNS": "200"}).output
+
+
+@pytest.mark.backend
+def test_a_database_of_a_newer_seqrec_is_refused_by_every_command_and_left_as_it_was():
+    """On either backend: a schema revision this seqrec does not know means another (newer) seqrec wrote the
+    database; commands refuse it in one line and change nothing in it."""
+    from sqlalchemy import text
+
+    store = open_store()
+    with store.start_run("train", {"n": 1}):
+        pass
+    engine = create_db_engine(store.url)
+
+    def state():
+        with engine.connect() as connection:
+            return (connection.execute(text("SELECT version_num FROM alembic_version")).all(),
+                    connection.execute(text("SELECT id, kind, status FROM run")).all())
+
+    with engine.begin() as connection:
+        connection.execute(text("UPDATE alembic_version SET version_num = 'f00dfeed9999'"))
+    before = state()
+    for command_line in (["db", "upgrade"], ["runs", "list"], ["train", "sasrec", "--dataset", "walk"]):
+        result = subprocess.run([sys.executable, "-m", "seqrec", *command_line], capture_output=True, text=True,
+                                timeout=120)
+        assert result.returncode == 2, (command_line, result.stderr)
+        assert "newer seqrec" in result.stderr and "f00dfeed9999" in result.stderr
+        assert "Traceback" not in result.stderr and "password" not in result.stderr.lower()
+    assert state() == before
+    engine.dispose()

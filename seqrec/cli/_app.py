@@ -10,14 +10,16 @@ from rich.console import Console
 from rich.markup import escape
 from typer.core import TyperGroup
 
-from seqrec.errors import SeqrecError
+from seqrec.errors import SeqrecError, storage_failure
 
 console = Console(quiet=os.environ.get("RANK", "0") != "0")  # in a multi-process job (torchrun) the first prints
 error_console = Console(stderr=True)
 
 
 class SeqrecGroup(TyperGroup):
-    """A command group that reports :class:`SeqrecError` as ``error: <message>`` with exit code 2."""
+    """A command group that reports :class:`SeqrecError` as ``error: <message>`` with exit code 2, and a full or
+    read-only disk as one line with exit code 1 (runs already finished are untouched: each is committed, and its
+    files registered, only once complete)."""
 
     def invoke(self, ctx: click.Context):
         try:
@@ -25,6 +27,14 @@ class SeqrecGroup(TyperGroup):
         except SeqrecError as exc:
             error_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
             raise typer.Exit(exc.exit_code) from None
+        except Exception as exc:
+            reason = storage_failure(exc)
+            if reason is None:
+                raise
+            error_console.print(f"[bold red]error:[/] {escape(reason)}. Finished runs are kept; once there is space "
+                                f"(or SEQREC_HOME is writable again) run the command again and an unfinished run "
+                                f"resumes from its last checkpoint.", highlight=False, soft_wrap=True)
+            raise typer.Exit(1) from None
 
 
 def command_group(help: str, **kwargs) -> typer.Typer:

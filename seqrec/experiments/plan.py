@@ -24,7 +24,7 @@ from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
 
-from seqrec.errors import SeqrecError
+from seqrec.errors import SeqrecError, storage_failure
 from seqrec.store import config_hash, open_store
 from seqrec.store.heartbeat import beating
 from seqrec.training.options import check_value
@@ -216,6 +216,8 @@ def run_point(point: Point, every_process: bool, processes) -> None:
     except SeqrecError as exc:
         outcome = ("failed", None, str(exc))
     except Exception as exc:  # one failed grid point must not stop the others; its run records the error
+        if storage_failure(exc):  # ... but a full or read-only disk would fail every one of them: stop the study
+            raise
         outcome = ("failed", None, f"{type(exc).__name__}: {exc}")
         traceback.print_exc()
     point.status, point.run_id, point.error = broadcast_object_list([outcome])[0]

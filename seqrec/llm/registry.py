@@ -181,7 +181,20 @@ def install_args(packaged: PackagedWeights) -> str:
 def copy_model_folder(source: Path, staging: Path) -> None:
     if not (source / "config.json").exists():
         raise SeqrecError(f"{source} is not a Hugging Face model folder (it has no config.json)")
+    refuse_own_code(source)
     shutil.copytree(source, staging, dirs_exist_ok=True, ignore=shutil.ignore_patterns(".git*", "*.gguf"))
+
+
+def refuse_own_code(folder: Path) -> None:
+    """seqrec never runs a model's own code: a folder whose config or tokenizer config maps classes to its own
+    modules (``auto_map``, what ``trust_remote_code`` would import), or that carries Python files, is refused."""
+    own_code = [f"auto_map in {name}" for name in ("config.json", "tokenizer_config.json", "processor_config.json",
+                                                   "preprocessor_config.json")
+                if (folder / name).exists() and "auto_map" in json.loads((folder / name).read_text() or "{}")]
+    own_code += sorted(path.name for path in folder.glob("*.py"))
+    if own_code:
+        raise SeqrecError(f"{folder} carries its own code ({', '.join(own_code)}); seqrec never runs a model's code, "
+                          "so it takes only models whose architecture transformers itself provides")
 
 
 def assemble_gguf(module: str, output: Path) -> Path:
@@ -289,6 +302,7 @@ def model_record(name: str) -> ModelRecord:
         folder = Path(name).resolve()
         if not (folder / "config.json").exists():
             raise SeqrecError(f"{folder} is not a Hugging Face model folder (it has no config.json)")
+        refuse_own_code(folder)
         return ModelRecord(alias=str(folder), path=str(folder), sha256=file_digest(folder)[0], revision=None)
     if row is None or not Path(row.path, "config.json").exists():
         row = pull(name, from_dir=pulled_from_folder(row))

@@ -93,7 +93,12 @@ def tracked_run(store, kind: str, config: dict, *, experiment: str | None = None
             raise
         except BaseException as exc:
             message = f"{type(exc).__name__}: {exc}"
-            store.update_run(run.id, status="failed", error=message + "\n\n" + traceback.format_exc())
+            try:
+                store.update_run(run.id, status="failed", error=message + "\n\n" + traceback.format_exc())
+            except Exception:
+                # A full or read-only disk refuses this write too. The run stays `running` and its heartbeat
+                # stops, so a later `seqrec run` takes it over; the error worth showing is the first one.
+                pass
             raise
         else:
             store.update_run(run.id, status="finished")
