@@ -3,6 +3,8 @@ one uninterrupted run of the same study.
 
     python benchmarks/crash_safety.py [--kills 20] [--seed 0] [--stages prepare,train,...] [--keep DIR]
 
+(``--stages`` runs the uninterrupted study only as far as the last stage named.)
+
 The study runs every stage seqrec has, on a ring walk of 40 users over 24 titled items and a tiny random Llama
 (built here, 4,096-token context): prepare, embed, the three LLM2Rec steps (csft, mntp, ic), distill (the ic model
 into the base model), train (SASRec on the distilled embeddings), evaluate (deletion noise), rerank (logprobs), profile
@@ -294,25 +296,19 @@ def killed_and_rerun(study: Path, home: Path, experiment: str, delay: float, has
             "resumed": bool(killed_run and killed_run[0] in finished)}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--kills", type=int, default=20, help="Kills per stage.")
-    parser.add_argument("--seed", type=int, default=0, help="Seeds the moments of the kills.")
-    parser.add_argument("--stages", help="Only these stages (labels, comma-separated; default: all).")
-    parser.add_argument("--keep", type=Path, help="Keep the homes in this folder (default: a temporary one).")
-    args = parser.parse_args()
-    chosen = set(args.stages.split(",")) if args.stages else {label for label, _ in STAGES}
-    unknown = chosen - {label for label, _ in STAGES}
-    if unknown:
-        parser.error(f"no stage {', '.join(sorted(unknown))}; choose from {', '.join(label for label, _ in STAGES)}")
+COLUMNS = ("kills", "in the run", "completed", "resumed", "identical metrics", "identical artifacts",
+           "integrity failures")
 
-    root = args.keep or Path(tempfile.mkdtemp(prefix="seqrec-crash-"))
+
+def crash_table(root: Path, kills: int, seed: int, chosen: set[str]) -> dict[str, Counter]:
+    """The uninterrupted study up to the last chosen stage, then ``kills`` kills of each chosen stage: the counts."""
     study = write_study(root / "data")
     home = root / "home"
     restore(None, home)
+    last = max(index for index, (label, _) in enumerate(STAGES) if label in chosen)
     durations, has_run, references, before_stage = {}, {}, {}, {}
     snapshot = None  # the home before the first stage: none yet
-    for label, experiment in STAGES:
+    for label, experiment in STAGES[:last + 1]:
         before_stage[label] = snapshot
         to_start, durations[label] = timed_stage(study, home, experiment)
         has_run[label] = to_start is not None
@@ -322,18 +318,15 @@ def main() -> None:
         print(f"{label}: {durations[label]:.1f} s" + (f", after {to_start:.1f} s to start" if to_start else ""),
               flush=True)
 
-    rng = random.Random(args.seed)
-    columns = ("kills", "in the run", "completed", "resumed", "identical metrics", "identical artifacts",
-               "integrity failures")
+    rng = random.Random(seed)
     table: dict[str, Counter] = {}
     for label, experiment in STAGES:
         if label not in chosen:
             continue
         counts = table.setdefault(label, Counter())
-        for _ in range(args.kills):
+        for _ in range(kills):
             restore(before_stage[label], home)
-            result = killed_and_rerun(study, home, experiment, rng.uniform(0, durations[label]),
-                                      has_run[label])
+            result = killed_and_rerun(study, home, experiment, rng.uniform(0, durations[label]), has_run[label])
             got, reference = outcome(home), references[label]
             counts["kills"] += 1
             counts["in the run"] += result["landed"] == "run"
@@ -346,15 +339,30 @@ def main() -> None:
             if not result["completed"] or found or got != reference:
                 differs = [key for part in ("metrics", "artifacts") for key in set(got[part]) | set(reference[part])
                            if got[part].get(key) != reference[part].get(key)]
+                last_line = result["error"].strip().splitlines()[-1:]
                 print(f"  {label}: {result['landed']}, completed {result['completed']}, problems {found}, "
-                      f"differs {differs}, "
-                      f"{result['error'].strip().splitlines()[-1:] if result['error'].strip() else ''}", flush=True)
-        print(f"{label}: " + ", ".join(f"{column} {counts[column]}" for column in columns), flush=True)
+                      f"differs {differs} {last_line}", flush=True)
+        print(f"{label}: " + ", ".join(f"{column} {counts[column]}" for column in COLUMNS), flush=True)
+    return table
 
-    print("| stage killed in | " + " | ".join(columns) + " |")
-    print("|---|" + "---:|" * len(columns))
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--kills", type=int, default=20, help="Kills per stage.")
+    parser.add_argument("--seed", type=int, default=0, help="Seeds the moments of the kills.")
+    parser.add_argument("--stages", help="Only these stages (labels, comma-separated; default: all).")
+    parser.add_argument("--keep", type=Path, help="Keep the homes in this folder (default: a temporary one).")
+    args = parser.parse_args()
+    chosen = set(args.stages.split(",")) if args.stages else {label for label, _ in STAGES}
+    unknown = chosen - {label for label, _ in STAGES}
+    if unknown:
+        parser.error(f"no stage {', '.join(sorted(unknown))}; choose from {', '.join(label for label, _ in STAGES)}")
+    root = args.keep or Path(tempfile.mkdtemp(prefix="seqrec-crash-"))
+    table = crash_table(root, args.kills, args.seed, chosen)
+    print("| stage killed in | " + " | ".join(COLUMNS) + " |")
+    print("|---|" + "---:|" * len(COLUMNS))
     for label, counts in table.items():
-        print(f"| {label} | " + " | ".join(str(counts[column]) for column in columns) + " |")
+        print(f"| {label} | " + " | ".join(str(counts[column]) for column in COLUMNS) + " |")
     print(f"homes in {root}")
 
 
