@@ -110,7 +110,7 @@ def stopped_clearly(process: subprocess.Popen, reason: str) -> None:
     output, _ = process.communicate(timeout=300)
     assert process.returncode == 1, output
     assert f"error: {reason}" in " ".join(output.split()), output
-    assert "Traceback" not in output and "resumes from its last checkpoint" in " ".join(output.split())
+    assert "Traceback" not in output and "run the command again to finish the rest" in " ".join(output.split())
 
 
 def finished_again(path: Path, home: Path) -> None:

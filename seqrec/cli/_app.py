@@ -31,9 +31,9 @@ class SeqrecGroup(TyperGroup):
             reason = storage_failure(exc)
             if reason is None:
                 raise
-            error_console.print(f"[bold red]error:[/] {escape(reason)}. Finished runs are kept; once there is space "
-                                f"(or SEQREC_HOME is writable again) run the command again and an unfinished run "
-                                f"resumes from its last checkpoint.", highlight=False, soft_wrap=True)
+            error_console.print(f"[bold red]error:[/] {escape(reason)}. Finished runs are kept; once the disk takes "
+                                f"writes again, run the command again to finish the rest.", highlight=False,
+                                soft_wrap=True)
             raise typer.Exit(1) from None
 
 
