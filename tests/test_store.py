@@ -315,3 +315,32 @@ def test_a_database_of_a_newer_seqrec_is_refused_by_every_command_and_left_as_it
         assert "Traceback" not in result.stderr and "password" not in result.stderr.lower()
     assert state() == before
     engine.dispose()
+
+
+@pytest.mark.backend
+def test_a_migration_stopped_midway_leaves_no_half_made_schema_and_the_next_start_builds_it(monkeypatch):
+    """A process killed while it builds the schema (here: an interrupt at the third table) must not leave tables
+    without the revision that made them: on SQLite that needs DDL inside the migration's transaction."""
+    from alembic.operations import Operations
+    from sqlalchemy import inspect
+
+    url = get_settings().db_url
+    get_settings().ensure_home()
+    create_table = Operations.create_table
+    made = []
+
+    def interrupted_at_the_third(self, name, *columns, **options):
+        made.append(name)
+        if len(made) == 3:
+            raise KeyboardInterrupt
+        return create_table(self, name, *columns, **options)
+
+    monkeypatch.setattr(Operations, "create_table", interrupted_at_the_third)
+    with pytest.raises(KeyboardInterrupt):
+        upgrade_database(url)
+    monkeypatch.setattr(Operations, "create_table", create_table)
+    engine = create_db_engine(url)
+    assert inspect(engine).get_table_names() == []
+    engine.dispose()
+    assert upgrade_database(url) == (None, head_revision(url))
+    assert set(open_store().table_counts()) == {"dataset", "model", "run", "metric", "artifact", "run_input"}

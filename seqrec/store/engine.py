@@ -61,9 +61,11 @@ def head_revision(url: str) -> str | None:
     return ScriptDirectory.from_config(alembic_config(url)).get_current_head()
 
 
-def create_db_engine(url: str, foreign_keys: bool = True) -> Engine:
+def create_db_engine(url: str, foreign_keys: bool = True, transactional_ddl: bool = False) -> Engine:
     """An engine whose SQLite connections use WAL, enforce foreign keys (unless told not to: migrations) and wait
-    for a busy writer."""
+    for a busy writer. With ``transactional_ddl`` (migrations) a SQLite transaction also holds CREATE/ALTER/DROP:
+    Python's sqlite3 driver commits before each of those by itself, so a process killed mid-migration would leave
+    tables without the revision that made them, and the next start would fail to create them again."""
     is_sqlite = parse_url(url).get_backend_name() == "sqlite"
     try:
         engine = create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000} if is_sqlite else {},
@@ -80,6 +82,14 @@ def create_db_engine(url: str, foreign_keys: bool = True) -> Engine:
             cursor.execute(f"PRAGMA foreign_keys={'ON' if foreign_keys else 'OFF'}")
             cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
             cursor.close()
+            if transactional_ddl:
+                dbapi_connection.isolation_level = None  # the driver begins nothing; the begin event below does
+
+        if transactional_ddl:
+
+            @event.listens_for(engine, "begin")
+            def _begin(connection):
+                connection.exec_driver_sql("BEGIN")
 
     return engine
 
@@ -207,7 +217,7 @@ def upgrade_unlocked(url: str, path: Path | None) -> tuple[str | None, str | Non
     # Foreign keys off while migrating: batch mode rebuilds a table by copying, dropping and renaming it, and with
     # them on the drop would cascade to every row that references it (SQLite's own rebuild procedure turns them off
     # the same way). They are checked once the schema is at head.
-    engine = create_db_engine(url, foreign_keys=False)
+    engine = create_db_engine(url, foreign_keys=False, transactional_ddl=True)
     try:
         with engine.begin() as connection:
             head = migrate(url, before, connection)
