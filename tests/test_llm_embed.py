@@ -20,9 +20,19 @@ def load(folder):
     return AutoModel.from_pretrained(folder).eval(), AutoTokenizer.from_pretrained(folder)
 
 
-@pytest.mark.parametrize("family", ["tiny_llama", "tiny_qwen2"])
+def tiny_gemma3():
+    """A random two-layer Gemma 3 text model (one sliding-window layer, one full), as Gemma-3-270M is built."""
+    from transformers import Gemma3TextConfig, Gemma3TextModel
+
+    torch.manual_seed(0)
+    return Gemma3TextModel(Gemma3TextConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                            num_attention_heads=4, num_key_value_heads=2, head_dim=8,
+                                            sliding_window=2, layer_types=["sliding_attention", "full_attention"]))
+
+
+@pytest.mark.parametrize("family", ["tiny_llama", "tiny_qwen2", "gemma3"])
 def test_bidirectional_attention_lets_a_token_see_later_tokens(family, request):
-    model, _ = load(request.getfixturevalue(family))
+    model = tiny_gemma3().eval() if family == "gemma3" else load(request.getfixturevalue(family))[0]
     first, changed = torch.tensor([[5, 6, 7, 8]]), torch.tensor([[5, 6, 7, 9]])
 
     def first_token_moves() -> bool:

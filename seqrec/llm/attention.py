@@ -11,11 +11,11 @@ from __future__ import annotations
 from seqrec.errors import SeqrecError
 from seqrec.llm.configs import ATTENTIONS
 
-BIDIRECTIONAL_FAMILIES = ("llama", "qwen2", "mistral")
+BIDIRECTIONAL_FAMILIES = ("llama", "qwen2", "mistral", "gemma3_text")
 
 
 def set_attention(model, attention: str) -> None:
-    """Make a Llama/Qwen2-family decoder attend causally or in both directions (in place, reversible)."""
+    """Make a Llama/Qwen2/Mistral/Gemma-3 decoder attend causally or in both directions (in place, reversible)."""
     if attention not in ATTENTIONS:
         raise SeqrecError(f"unknown attention {attention!r}; choose one of {', '.join(ATTENTIONS)}")
     model_type = model.config.model_type
