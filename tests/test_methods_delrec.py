@@ -366,3 +366,19 @@ def test_the_ablations_change_what_each_stage_trains_and_shows(teacher, walk, ti
     for ablation in ("wo_sp", "w_mcp"):
         run_id = finetune(model=str(tiny_llama), dataset=walk.name, teacher=teacher, ablation=ablation, **stage2)
         assert store.get_run(run_id).status == "finished" and not store.artifacts(run_id, kind="soft-prompt")
+
+
+def test_a_saved_adapter_lists_its_target_modules_in_order(tmp_path, tiny_llama):
+    """peft keeps target_modules as a set: written unsorted, the same weights would give another sha256 in
+    another process."""
+    import json
+
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from seqrec.methods.delrec import save_adapter
+
+    llm = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_llama),
+                         LoraConfig(r=2, target_modules=["v_proj", "q_proj", "k_proj"]))
+    folder = save_adapter(llm, tmp_path / "adapter")
+    assert json.loads((folder / "adapter_config.json").read_text())["target_modules"] == ["k_proj", "q_proj", "v_proj"]

@@ -618,6 +618,20 @@ def optimizer_steps(examples: int, train_config, processes: int) -> int:
     return max(1, train_config.epochs * math.ceil(batches / train_config.grad_accum))
 
 
+def save_adapter(llm, folder: Path) -> Path:
+    """peft's adapter folder, byte for byte the same for the same weights: peft keeps ``target_modules`` as a set,
+    whose order in adapter_config.json changes with each process's string hashing; it is written sorted."""
+    import json
+
+    llm.save_pretrained(folder)
+    config_path = folder / "adapter_config.json"
+    config = json.loads(config_path.read_text())
+    if isinstance(config.get("target_modules"), list):
+        config["target_modules"] = sorted(config["target_modules"])
+        config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    return folder
+
+
 def write_soft_prompt(path: Path, soft_prompt: torch.Tensor, meta: dict) -> Path:
     temporary = path.with_suffix(".tmp")
     torch.save({"soft_prompt": soft_prompt.detach().float().cpu(), **meta}, temporary)
@@ -884,7 +898,7 @@ def finetune_run(config: dict, experiment: str | None, resume: int | None) -> in
         job.accelerator.log(metrics, step=state.best_epoch, log_kwargs={"seqrec": {"split": "test"}})
         if job.run is not None:
             delrec = job.accelerator.unwrap_model(model)
-            delrec.llm.save_pretrained(job.dir / "adapter")
+            save_adapter(delrec.llm, job.dir / "adapter")
             job.log_artifact(job.dir / "adapter", kind="adapter", meta={"model": config["model"]})
             if delrec.soft_prompt is not None:
                 meta = {"model": config["model"], "width": embedding_width(delrec.llm), "variant": config["variant"]}
