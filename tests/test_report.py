@@ -365,3 +365,11 @@ def test_the_cli_reads_several_experiments(profile_study):
     assert only.exit_code == 0 and "sasrec" not in only.output.replace("bert4rec", "")
     missing = CliRunner().invoke(cli_app(), ["report", "--table", "profiles", "-e", "x", "-e", "y"])
     assert missing.exit_code == 2 and "no finished runs for the profiles table in experiments 'x', 'y'" in missing.output
+
+
+def test_the_noise_table_holds_test_numbers_only():
+    from seqrec.report.specs import TABLES
+
+    include = TABLES["noise"].include
+    assert include({"model": "sasrec"}) and include({"split": "test", "rerank": "m/logprobs"})
+    assert not include({"split": "valid", "rerank": "m/logprobs"})

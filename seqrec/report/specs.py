@@ -108,7 +108,8 @@ TABLES = {
     ),
     "noise": TableSpec(
         title="Robustness: deletion noise and LLM re-ranking",
-        include=lambda config: not config.get("variant"),
+        # a table of test numbers: re-rankings of validation users (an alpha sweep's) stay out
+        include=lambda config: not config.get("variant") and config.get("split") in (None, "test"),
         row_keys=("model", "item_emb", "noise", "rerank", "users"),
         # a re-ranked row against its base model on the same inputs; a noisy row against the clean one
         baseline=lambda config: {"rerank": None} if config.get("rerank") else {"noise": None},
