@@ -5,6 +5,8 @@ range). The CLI turns it into one line on stderr and exit code 2; anything else 
 traceback.
 """
 
+import errno
+
 
 class SeqrecError(Exception):
     """Bad input or an unusable environment: shown to the user as one clear line, exit code 2."""
@@ -12,10 +14,10 @@ class SeqrecError(Exception):
     exit_code = 2
 
 
-# errno values and SQLite messages that mean the disk (or SEQREC_HOME's file system) took no more writes
-_STORAGE_ERRNOS = {"ENOSPC": "no space left on the device", "EDQUOT": "the disk quota is exceeded",
-                   "EROFS": "the file system is read-only", "EFBIG": "a file grew past the size limit"}
-# (torch's writers raise RuntimeError with the C library's strerror text in the message)
+# errno values and messages that mean the disk (or SEQREC_HOME's file system) took no more writes; torch's writers
+# raise RuntimeError with the C library's strerror text, and SQLite has words of its own
+_STORAGE_ERRNOS = {errno.ENOSPC: "no space left on the device", errno.EDQUOT: "the disk quota is exceeded",
+                   errno.EROFS: "the file system is read-only", errno.EFBIG: "a file grew past the size limit"}
 _STORAGE_MESSAGES = {"No space left on device": "no space left on the device",
                      "Disk quota exceeded": "the disk quota is exceeded",
                      "Read-only file system": "the file system is read-only",
@@ -27,19 +29,13 @@ _STORAGE_MESSAGES = {"No space left on device": "no space left on the device",
 def storage_failure(exc: BaseException) -> str | None:
     """One line saying why writing failed, when ``exc`` (or an exception it was raised from) means the disk is full
     or read-only; None for any other error."""
-    import errno
-
     seen: set[int] = set()
     while exc is not None and id(exc) not in seen:
         seen.add(id(exc))
-        if isinstance(exc, OSError) and exc.errno is not None:
-            for name, reason in _STORAGE_ERRNOS.items():
-                if exc.errno == getattr(errno, name, None):
-                    where = f" writing {exc.filename}" if exc.filename else ""
-                    return f"{reason}{where}"
-        text = str(exc)
-        for message, reason in _STORAGE_MESSAGES.items():
-            if message in text:
-                return reason
+        if isinstance(exc, OSError) and exc.errno in _STORAGE_ERRNOS:
+            return _STORAGE_ERRNOS[exc.errno] + (f" writing {exc.filename}" if exc.filename else "")
+        reason = next((reason for message, reason in _STORAGE_MESSAGES.items() if message in str(exc)), None)
+        if reason:
+            return reason
         exc = exc.__cause__ or exc.__context__
     return None
