@@ -35,6 +35,7 @@ def main() -> None:
             "TIME_FIELD": "timestamp", "load_col": {"inter": ["user_id", "item_id", "timestamp"]},
             "user_inter_num_interval": "[5,inf)", "item_inter_num_interval": "[5,inf)",
             "MAX_ITEM_LIST_LENGTH": job["max_len"],
+            "train_neg_sample_args": None,  # RecBole refuses negative sampling with its default CE loss
             "eval_args": {"split": {"LS": "valid_and_test"}, "order": "TO", "mode": "full", "group_by": "user"},
             "metrics": ["Recall", "NDCG"], "topk": [10], "valid_metric": "NDCG@10",
             "seed": job["seed"], "reproducibility": True, "use_gpu": False, "gpu_id": "", "worker": 0,
@@ -46,8 +47,20 @@ def main() -> None:
         model = SASRec(config, train.dataset)
         trainer = Trainer(config, model)
         epochs = []
-        train_epoch = trainer._train_epoch
-        trainer._train_epoch = lambda *args, **kwargs: epochs.append(1) or train_epoch(*args, **kwargs)
+        train_epoch, valid_epoch = trainer._train_epoch, trainer._valid_epoch
+
+        def counted_train_epoch(*args, **kwargs):
+            epochs.append(1)
+            return train_epoch(*args, **kwargs)
+
+        def reported_valid_epoch(*args, **kwargs):
+            score, result = valid_epoch(*args, **kwargs)
+            # RecBole runs silent at state WARNING; one line per validation shows a long run's progress
+            print(f"epoch {len(epochs)}  valid NDCG@10 {score:.4f}  {time.perf_counter() - start:.0f} s",
+                  file=sys.stderr, flush=True)
+            return score, result
+
+        trainer._train_epoch, trainer._valid_epoch = counted_train_epoch, reported_valid_epoch
         best_valid, _ = trainer.fit(train, valid, saved=True, show_progress=False)
         metrics = trainer.evaluate(test, load_best_model=True, show_progress=False)
         seconds = time.perf_counter() - start
