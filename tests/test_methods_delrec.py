@@ -128,16 +128,53 @@ def separate_scores(model, prompt):
     return torch.stack(row)
 
 
-def test_shared_prefix_scoring_equals_scoring_each_full_prompt(tiny_llama):
-    model = scoring_model(tiny_llama)
-    make = builder(tiny_llama)
+@pytest.fixture(scope="module")
+def tiny_gemma3(tmp_path_factory):
+    """A tiny Gemma 3: sliding-window layers (a window shorter than a prompt) between full-attention ones."""
+    from transformers import Gemma3ForCausalLM, Gemma3TextConfig
+
+    from seqrec.llm.tiny import build_tokenizer
+
+    tokenizer = build_tokenizer()
+    config = Gemma3TextConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                              num_attention_heads=4, num_key_value_heads=2, head_dim=8, sliding_window=6,
+                              layer_types=["sliding_attention", "full_attention"], max_position_embeddings=256,
+                              pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
+                              eos_token_id=tokenizer.eos_token_id)
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("tiny") / "gemma3"
+    Gemma3ForCausalLM(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def two_prompts(folder):
+    make = builder(folder)
     prompts = [make.recommendation([1, 2, 3], 4, [5, 16, 22, 8]), make.recommendation([9, 10, 11, 12, 13], 14,
                                                                                        [1, 2, 3, 20])]
-    batch = PromptSet([(prompt,) for prompt in prompts], 0).collate([(prompt,) for prompt in prompts])
+    return prompts, PromptSet([(prompt,) for prompt in prompts], 0).collate([(prompt,) for prompt in prompts])
+
+
+@pytest.mark.parametrize("family", ["tiny_llama", "tiny_gemma3"])
+def test_shared_prefix_scoring_equals_scoring_each_full_prompt(family, request):
+    folder = request.getfixturevalue(family)
+    model = scoring_model(folder)
+    prompts, batch = two_prompts(folder)
     with torch.no_grad():
         shared = model.scores(*batch[:4])
         separate = torch.stack([separate_scores(model, prompt) for prompt in prompts])
     assert torch.allclose(shared, separate, atol=1e-5)
+
+
+def test_shared_prefix_scoring_gives_the_soft_prompt_the_gradient_of_separate_scoring(tiny_llama):
+    model = scoring_model(tiny_llama)
+    prompts, batch = two_prompts(tiny_llama)
+    weights = torch.randn(2, 5, generator=torch.Generator().manual_seed(0))
+    (model.scores(*batch[:4]) * weights).sum().backward()
+    shared = model.soft_prompt.grad.clone()
+    model.soft_prompt.grad = None
+    (torch.stack([separate_scores(model, prompt) for prompt in prompts]) * weights).sum().backward()
+    assert torch.allclose(shared, model.soft_prompt.grad, atol=1e-5)
 
 
 def test_the_first_token_verbalizer_ties_titles_that_share_a_first_token(tiny_llama):

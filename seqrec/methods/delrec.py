@@ -22,7 +22,8 @@ candidates. Validation and test rank the stored candidate sets (``--eval sampled
 baselines and DELRec are scored on the same candidates: HR@1/5/10, NDCG@5/10.
 
 The verbalizer scores a candidate by its title's mean token log-likelihood after the prompt. The prompt (soft
-prompt included) runs once; its key/value cache is repeated for the 15 titles, which run as one batch. The
+prompt included) runs once; the 15 titles then run packed in one row after its key/value cache, each title masked
+from the others. The
 ``first_token`` verbalizer (the authors') takes only the log-probability of a title's first token, so titles that
 share one (e.g. "The ...") tie, and ties count against the label (pessimistic ranks).
 
@@ -369,6 +370,36 @@ def cache_keyword(decoder: nn.Module) -> str:
     return "cache" if "cache" in inspect.signature(decoder.forward).parameters else "past_key_values"
 
 
+def packed_titles_mask(config, mask: torch.Tensor, title_mask: torch.Tensor, dtype: torch.dtype):
+    """The additive 4D attention mask for ``count`` titles of ``width`` tokens packed after each cached prompt.
+
+    ``mask`` [batch, prompt] is the prompt's padding mask, ``title_mask`` [batch, count, width] the titles'. A title
+    token attends to the prompt's tokens and to the tokens of its own title up to itself; models with sliding-window
+    layers (Gemma 3) get a second mask for them, limited to the window by position and to the prompt tokens their cache
+    keeps. Returns [batch, 1, queries, keys], or a dict by layer type where the config has sliding layers."""
+    batch, count, width = title_mask.shape
+    device = mask.device
+    title = torch.arange(count, device=device).repeat_interleave(width)
+    step = torch.arange(width, device=device).repeat(count)
+    own = (title[:, None] == title[None]) & (step[None] <= step[:, None])  # [queries, title keys]
+    allowed = torch.cat([mask.bool()[:, None].expand(-1, count * width, -1),
+                         own[None] & title_mask.bool().view(batch, 1, count * width)], 2)
+    blocked = torch.finfo(dtype).min
+
+    def additive(allowed_keys: torch.Tensor) -> torch.Tensor:
+        return torch.zeros(allowed_keys.shape, dtype=dtype, device=device).masked_fill(~allowed_keys, blocked)[:, None]
+
+    if "sliding_attention" not in (getattr(config, "layer_types", None) or ()):
+        return additive(allowed)
+    key_positions = torch.cat([(mask.cumsum(1) - 1).clamp(min=0),
+                               mask.sum(1, keepdim=True) + step[None]], 1)  # [batch, keys]
+    query_positions = mask.sum(1, keepdim=True) + step[None]
+    in_window = query_positions[:, :, None] - key_positions[:, None] < config.sliding_window
+    kept = min(mask.shape[1], config.sliding_window - 1)  # a sliding layer's cache holds the last window - 1 tokens
+    return {"full_attention": additive(allowed),
+            "sliding_attention": additive((allowed & in_window)[:, :, mask.shape[1] - kept:])}
+
+
 def log_probabilities(lm: nn.Module, hidden: torch.Tensor) -> torch.Tensor:
     logits = lm.get_output_embeddings()(hidden).float()
     softcap = getattr(lm.config, "final_logit_softcapping", None)  # Gemma's bounded logits
@@ -451,13 +482,16 @@ class DELRecModel(nn.Module):
         tokens = tokens[:, :int(lengths.max())]
         title_mask = (torch.arange(tokens.shape[1], device=tokens.device) < lengths[:, None]).long()
         keyword = cache_keyword(lm.base_model)
-        cache = getattr(prefix, keyword)
-        cache.batch_repeat_interleave(count)  # the prompt ran once; each of its candidates continues from it
-        hidden = lm.base_model(input_ids=tokens, attention_mask=torch.cat([mask.repeat_interleave(count, 0),
-                                                                           title_mask], 1),
-                               position_ids=positions[:, -1:].repeat_interleave(count, 0) + 1 +
-                               torch.arange(tokens.shape[1], device=tokens.device),
-                               use_cache=True, **{keyword: cache}).last_hidden_state
+        # the titles of a prompt's candidates run packed in one row after its cached prompt, each seeing the prompt
+        # and its own earlier tokens only: the prompt's keys and values are never copied once per candidate
+        batch, width = len(ids), tokens.shape[1]
+        hidden = lm.base_model(input_ids=tokens.reshape(batch, count * width),
+                               attention_mask=packed_titles_mask(lm.config, mask, title_mask.view(batch, count, width),
+                                                                 self.llm.dtype),
+                               position_ids=(positions[:, -1:] + 1 + torch.arange(width, device=ids.device)).repeat(
+                                   1, count),
+                               use_cache=True, **{keyword: getattr(prefix, keyword)}).last_hidden_state
+        hidden = hidden.reshape(batch * count, width, -1)
         # token t of a title is predicted at the position before it: the answer position, then title tokens
         before = torch.cat([answer.repeat_interleave(count, 0)[:, None], hidden[:, :-1]], 1)
         return self.title_likelihood(lm, before, tokens, title_mask, count)
