@@ -30,6 +30,7 @@ def main() -> None:
     torch.autograd.set_detect_anomaly(False)  # importing RecBole's sequential models switches it on
     torch.set_num_threads(job["threads"])
     with tempfile.TemporaryDirectory() as workdir:
+        os.chdir(workdir)  # RecBole writes its log_tensorboard/ folder into the working directory
         config = Config(model="SASRec", dataset=job["dataset"], config_dict={
             "data_path": job["data_path"], "USER_ID_FIELD": "user_id", "ITEM_ID_FIELD": "item_id",
             "TIME_FIELD": "timestamp", "load_col": {"inter": ["user_id", "item_id", "timestamp"]},
