@@ -23,9 +23,9 @@ baselines and DELRec are scored on the same candidates: HR@1/5/10, NDCG@5/10.
 
 The verbalizer scores a candidate by its title's mean token log-likelihood after the prompt. The prompt (soft
 prompt included) runs once; the 15 titles then run packed in one row after its key/value cache, each title masked
-from the others. The
-``first_token`` verbalizer (the authors') takes only the log-probability of a title's first token, so titles that
-share one (e.g. "The ...") tie, and ties count against the label (pessimistic ranks).
+from the others, so the cache is never copied per candidate. The ``first_token`` verbalizer (the authors') takes
+only the log-probability of a title's first token, so titles that share one (e.g. "The ...") tie, and ties count
+against the label (pessimistic ranks).
 
 Both stages use Lion with a linear warm-up. Encoder-decoder LLMs (T5) take the prompt in the encoder (run once)
 and the titles in the decoder. Two options depart from the paper's defaults: ``prompt_format = "chat"`` puts every
