@@ -128,6 +128,14 @@ def separate_scores(model, prompt):
     return torch.stack(row)
 
 
+def saved_tiny(folder, model_class, config, tokenizer):
+    """A seeded random ``model_class(config)`` saved with ``tokenizer`` into ``folder``."""
+    torch.manual_seed(0)
+    model_class(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
 @pytest.fixture(scope="module")
 def tiny_gemma3(tmp_path_factory):
     """A tiny Gemma 3: sliding-window layers (a window shorter than a prompt) between full-attention ones."""
@@ -141,11 +149,7 @@ def tiny_gemma3(tmp_path_factory):
                               layer_types=["sliding_attention", "full_attention"], max_position_embeddings=256,
                               pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
                               eos_token_id=tokenizer.eos_token_id)
-    torch.manual_seed(0)
-    folder = tmp_path_factory.mktemp("tiny") / "gemma3"
-    Gemma3ForCausalLM(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
+    return saved_tiny(tmp_path_factory.mktemp("tiny") / "gemma3", Gemma3ForCausalLM, config, tokenizer)
 
 
 def two_prompts(folder):
@@ -333,11 +337,7 @@ def tiny_t5(tmp_path_factory):
     config = T5Config(vocab_size=len(tokenizer), d_model=32, d_ff=64, d_kv=8, num_layers=2, num_heads=4,
                       dropout_rate=0.0, pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
                       decoder_start_token_id=tokenizer.pad_token_id)
-    torch.manual_seed(0)
-    folder = tmp_path_factory.mktemp("tiny") / "t5"
-    T5ForConditionalGeneration(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
+    return saved_tiny(tmp_path_factory.mktemp("tiny") / "t5", T5ForConditionalGeneration, config, tokenizer)
 
 
 def test_an_encoder_decoder_reads_the_prompt_once_and_scores_titles_in_the_decoder(tiny_t5):
