@@ -6,6 +6,7 @@ traceback.
 """
 
 import errno
+import shutil
 
 
 class SeqrecError(Exception):
@@ -24,6 +25,9 @@ _STORAGE_MESSAGES = {"No space left on device": "no space left on the device",
                      "database or disk is full": "no space left on the device",
                      "attempt to write a readonly database": "the database is read-only",
                      "file write failed": "a file could not be written (is the disk full?)"}
+# torch's own file writer loses the errno of a failed write: its messages name only a stream position
+_TORCH_WRITER_MESSAGES = ("PytorchStreamWriter failed writing file", "basic_ios::clear: iostream error",
+                          "unexpected pos")
 
 
 def storage_failure(exc: BaseException) -> str | None:
@@ -37,5 +41,20 @@ def storage_failure(exc: BaseException) -> str | None:
         reason = next((reason for message, reason in _STORAGE_MESSAGES.items() if message in str(exc)), None)
         if reason:
             return reason
+        if isinstance(exc, RuntimeError) and any(message in str(exc) for message in _TORCH_WRITER_MESSAGES):
+            return torch_write_failure()
         exc = exc.__cause__ or exc.__context__
     return None
+
+
+def torch_write_failure() -> str:
+    """Why torch could not write a file: the space left where seqrec writes (SEQREC_HOME) tells a full disk from
+    any other failure, which torch's message does not."""
+    from seqrec.settings import get_settings  # (settings raises SeqrecError: imported here, not at the top)
+
+    home = get_settings().home
+    while not home.exists() and home != home.parent:
+        home = home.parent
+    if shutil.disk_usage(home).free < 1 << 20:
+        return "no space left on the device"
+    return "a file could not be written (is the disk full, or SEQREC_HOME read-only?)"

@@ -155,7 +155,7 @@ def test_help_texts_survive_rich_markup():
             assert Text.from_markup(text).plain == text.replace("\\[", "["), (path, text)
 
 
-def test_a_full_or_read_only_disk_is_told_in_one_line_and_other_errors_are_not_taken_for_one():
+def test_a_full_or_read_only_disk_is_told_in_one_line_and_other_errors_are_not_taken_for_one(tmp_path, monkeypatch):
     import errno
 
     from seqrec.errors import storage_failure
@@ -172,5 +172,8 @@ def test_a_full_or_read_only_disk_is_told_in_one_line_and_other_errors_are_not_t
             raise RuntimeError("saving failed") from cause
     except RuntimeError as chained:
         assert storage_failure(chained) == "the disk quota is exceeded"
+    monkeypatch.setenv("SEQREC_HOME", str(tmp_path / "home"))  # (not made yet: its parent's disk is asked)
+    writer_failure = RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 576 vs 534")
+    assert storage_failure(writer_failure).startswith("a file could not be written")  # this disk has room
     assert storage_failure(ValueError("shapes do not match")) is None
     assert storage_failure(OSError(errno.ENOENT, "No such file or directory", "x")) is None

@@ -122,6 +122,18 @@ def finished_again(path: Path, home: Path) -> None:
     assert query(home, "SELECT count(*) FROM run WHERE status = 'running'") == [(0,)]
 
 
+def test_torch_writing_onto_a_full_disk_is_told_as_one(disk, monkeypatch):
+    """torch's file writer loses the errno ("unexpected pos …"); the free space under SEQREC_HOME tells."""
+    import torch
+
+    from seqrec.errors import storage_failure
+
+    monkeypatch.setenv("SEQREC_HOME", str(disk / "home"))
+    with pytest.raises(RuntimeError) as failure:
+        torch.save(torch.zeros(32 << 20), disk / "weights.pt")  # 128 MB onto 64 MB
+    assert storage_failure(failure.value) == "no space left on the device"
+
+
 def test_a_disk_that_fills_up_mid_run_stops_it_clearly_and_loses_nothing(tmp_path, disk):
     path, home = study(tmp_path), disk / "home"
     finished(path, home, "first")
