@@ -42,7 +42,7 @@ class PromptConfig:
                            "finetune takes wo_sp, w_mcp, w_usp, w_ulsr.", choices=ABLATIONS)
     max_examples: int | None = option(None, "Training prompts drawn (seeded) from every prefix of the training "
                                       "sequences; none: all.", low=1, high=100_000_000)
-    valid_examples: int = option(200, "Validation prompts (from the validation split).", low=1, high=10_000_000)
+    valid_examples: int = option(200, "Validation prompts, drawn (seeded) from the validation split.", low=1, high=10_000_000)
     warmup_steps: int = option(20, "Linear learning-rate warm-up, in optimizer steps.", low=0, high=10_000_000)
     rank_start: int = option(12, "AdaLoRA's initial rank of every adapter.", low=1, high=1024)
     rank_target: int = option(8, "AdaLoRA's target average rank.", low=1, high=1024)
@@ -71,7 +71,7 @@ class FinetuneStageConfig(PromptConfig):
 
     soft_tokens: int = option(100, "w_usp only: length of the untrained random soft prompt (otherwise the distill "
                               "run's).", low=1, high=4096)
-    test_examples: int | None = option(None, "Test examples scored (the first N); none: all.", low=1,
+    test_examples: int | None = option(None, "Test examples scored, drawn (seeded) from the test split; none: all.", low=1,
                                        high=100_000_000)
 
 
