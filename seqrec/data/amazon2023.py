@@ -24,8 +24,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from seqrec.data.raw import BadRows, InteractionColumns, Raw, progress
+from seqrec.data.raw import BadRows, InteractionColumns, Raw
 from seqrec.errors import SeqrecError
+from seqrec.progress import progress_bar
 
 CATEGORIES = (
     "All_Beauty", "Amazon_Fashion", "Appliances", "Arts_Crafts_and_Sewing", "Automotive", "Baby_Products",
@@ -147,7 +148,7 @@ def read(review_files: list[Path], meta_files: list[Path], strict: bool = False)
     """Reviews (or benchmark CSVs) and meta of several categories merged into one dataset, in file order."""
     bad_rows, columns = BadRows(strict), InteractionColumns()
     meta_rows = {"item": [], "title": [], **{name: [] for name in META_TEXT_FIELDS}}
-    with progress(transfer=True) as bar:
+    with progress_bar(transfer=True) as bar:
         for path in review_files:
             if path.name.endswith((".csv", ".csv.gz")):
                 read_benchmark(path, columns, bad_rows)
@@ -232,7 +233,7 @@ def fetch(categories: list[str], folder: Path, base_url: str | None = None, with
     record = folder / "checksums.json"
     checksums = json.loads(record.read_text()) if record.exists() else {}
     digests = {}
-    with progress(transfer=True) as bar:
+    with progress_bar(transfer=True) as bar:
         remotes = [f"review_categories/{category}.jsonl.gz" for category in categories if with_reviews]
         remotes += [f"meta_categories/meta_{category}.jsonl.gz" for category in categories]
         for remote in remotes:

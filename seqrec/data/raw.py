@@ -14,8 +14,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from rich.console import Console
-from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 
 from seqrec.errors import SeqrecError
 
@@ -134,8 +132,3 @@ def package_folder(package: str, *parts: str) -> Path:
     return folder
 
 
-def progress(transfer: bool = False) -> Progress:
-    """A progress bar on stderr that disappears when done (stdout stays for results)."""
-    speed = (DownloadColumn(), TransferSpeedColumn()) if transfer else (TimeRemainingColumn(),)
-    return Progress(TextColumn("{task.description}"), BarColumn(), *speed, console=Console(stderr=True),
-                    transient=True)

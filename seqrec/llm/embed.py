@@ -16,11 +16,11 @@ from typing import NamedTuple
 
 import jinja2
 import numpy as np
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from seqrec.errors import SeqrecError
 from seqrec.llm.configs import POOLINGS, EmbedConfig
 from seqrec.llm.prompts import template_environment
+from seqrec.progress import progress_bar
 from seqrec.resources import resource_dir
 from seqrec.store import open_store
 from seqrec.training.options import check
@@ -256,7 +256,6 @@ def embedding_label(model: str, pooling: str, attention: str) -> str:
 @contextmanager
 def embedding_progress(total: int, description: str):
     """A transient progress bar; the context yields ``advance(count)``."""
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                  transient=True) as progress:
+    with progress_bar() as progress:
         task = progress.add_task(description, total=total)
         yield lambda count: progress.advance(task, count)

@@ -342,9 +342,8 @@ def generate_profiles(dataset: str, llm: str | LLMOptions | None = None, *, prom
 def profiles_run(config: dict, backend, builder: PromptBuilder, histories: dict[int, list[dict]], batch_size: int,
                  experiment: str | None, no_cache: bool = False) -> GeneratedProfiles:
     """A new run that writes every profile."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
     from seqrec.llm.backends import CachedLLM, Decoding
+    from seqrec.progress import progress_bar
 
     store = open_store()
     strategy = config["strategy"]
@@ -354,8 +353,7 @@ def profiles_run(config: dict, backend, builder: PromptBuilder, histories: dict[
         chunks = {user: builder.chunks(items, strategy, user) for user, items in histories.items() if items}
         calls = sum(len(parts) + (len(parts) > 1 and strategy == "agg_after") for parts in chunks.values())
         decoding = Decoding(max_tokens=config["max_tokens"], temperature=config["temperature"], seed=config["seed"])
-        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                      transient=True) as bar:
+        with progress_bar() as bar:
             task = bar.add_task(f"profiling {len(chunks):,} users", total=calls)
             writer = ProfileWriter(cached, decoding, slice_size=4 * batch_size,
                                    progress=lambda count: bar.advance(task, count))

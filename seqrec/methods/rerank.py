@@ -444,9 +444,8 @@ def finished_rerank(config: dict) -> Reranked | None:
 def rerank_run(config: dict, backend, chat: bool, trained, weights, data, data_folder: Path, batch_size: int,
                experiment: str | None, no_cache: bool = False) -> Reranked:
     """A new run that re-ranks every chosen user."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
     from seqrec.llm.backends import CachedLLM
+    from seqrec.progress import progress_bar
 
     store = open_store()
     titles = [""] * (data.num_items + 1)
@@ -458,8 +457,7 @@ def rerank_run(config: dict, backend, chat: bool, trained, weights, data, data_f
         started = time.perf_counter()
         candidates = base_candidates(config, trained, weights, data, data_folder, rows)
         cached = CachedLLM(backend, store=store, run_id=run.id, no_cache=no_cache)
-        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                      transient=True) as bar:
+        with progress_bar() as bar:
             task = bar.add_task(f"re-ranking {len(rows):,} users", total=len(rows))
             reranker = Reranker(config, cached, titles, chat, progress=lambda count: bar.advance(task, count))
             orders, outcomes = reranker.orders(candidates, slice_users=max(1, 4 * batch_size // config["permutations"]))

@@ -18,9 +18,9 @@ from pathlib import Path
 import torch
 from accelerate import Accelerator
 from accelerate.utils import set_seed
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from torch.utils.data import DataLoader, Dataset
 
+from seqrec.progress import progress_bar
 from seqrec.training.config import TrainConfig
 
 
@@ -71,10 +71,6 @@ def save_checkpoint(accelerator: Accelerator, state: LoopState, checkpoint: Path
     accelerator.wait_for_everyone()
 
 
-def progress_bar(accelerator: Accelerator) -> Progress:
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TextColumn("{task.fields[info]}"), TimeRemainingColumn(), disable=not accelerator.is_main_process,
-                    transient=True)
 
 
 def fit(model: torch.nn.Module, train_set: Dataset, validate, config: TrainConfig, accelerator: Accelerator,
@@ -109,7 +105,7 @@ def fit(model: torch.nn.Module, train_set: Dataset, validate, config: TrainConfi
     if validate_first and not resume:
         accelerator.log(validate(model, accelerator), step=0, log_kwargs={"seqrec": {"split": "valid"}})
 
-    with progress_bar(accelerator) as bar:
+    with progress_bar(info=True, disable=not accelerator.is_main_process) as bar:
         task = bar.add_task("training", total=config.epochs * len(loader), completed=state.epoch * len(loader),
                             info="")
         for epoch in range(state.epoch, config.epochs):
