@@ -130,5 +130,3 @@ def package_folder(package: str, *parts: str) -> Path:
     if not folder.is_dir():
         raise SeqrecError(f"{folder} is missing from the installed package {package!r}")
     return folder
-
-

@@ -71,8 +71,6 @@ def save_checkpoint(accelerator: Accelerator, state: LoopState, checkpoint: Path
     accelerator.wait_for_everyone()
 
 
-
-
 def fit(model: torch.nn.Module, train_set: Dataset, validate, config: TrainConfig, accelerator: Accelerator,
         run_dir: Path, seed: int, resume: bool = False, validate_first: bool = False,
         make_optimizer: Callable[[list[torch.nn.Parameter]], torch.optim.Optimizer] | None = None,
