@@ -55,23 +55,25 @@ class ProgressBar(Progress):
             return
         task = self._tasks[task_id]
         now = self.get_time()
-        if now - self.last_line.get(task_id, task.start_time or now) >= self.every:
+        since = self.last_line.get(task_id, now if task.start_time is None else task.start_time)
+        if now - since >= self.every:
             self.last_line[task_id] = now
             print(plain_line(task, self.transfer), file=sys.stderr, flush=True)
 
 
 def plain_line(task: Task, transfer: bool = False) -> str:
-    """``profiling 943 users: 128/790 (16%), 4m10s so far, about 21m left``."""
-    if transfer:
-        done = f"{task.completed / 1e6:,.1f}/{task.total / 1e6:,.1f} MB" if task.total else f"{task.completed / 1e6:,.1f} MB"
-    else:
-        done = f"{task.completed:,.0f}/{task.total:,.0f}" if task.total else f"{task.completed:,.0f}"
+    """``re-ranking 250 users: 128/250 (51%), 2m59s so far, about 2m51s left``."""
+    scale, unit, digits = (1e6, " MB", ".1f") if transfer else (1, "", ".0f")
+    done = f"{task.completed / scale:,{digits}}"
+    done += f"/{task.total / scale:,{digits}}{unit}" if task.total else unit
     share = f" ({100 * task.completed / task.total:.0f}%)" if task.total else ""
-    line = f"{task.description}: {done}{share}, {duration(task.elapsed or 0)} so far"
+    elapsed = task.elapsed or 0.0
+    line = f"{task.description}: {done}{share}, {duration(elapsed)} so far"
     if task.finished:
         line += ", done"
-    elif task.time_remaining is not None:
-        line += f", about {duration(task.time_remaining)} left"
+    elif task.total and task.completed > 0:
+        # the mean rate so far: rich's own estimate looks back 30 s, shorter than the gap between these lines
+        line += f", about {duration(elapsed * (task.total - task.completed) / task.completed)} left"
     info = task.fields.get("info")
     return f"{line}  {info}" if info else line
 
