@@ -8,6 +8,8 @@ study left running in the background still shows how far it is.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 from rich.console import Console
 from rich.progress import (
@@ -45,9 +47,9 @@ class ProgressBar(Progress):
         self.line_if_due(task_id)
 
     def stop(self) -> None:
-        for task in self.tasks:
-            if self.plain and self.last_line.pop(task.id, None) is not None:
-                print(plain_line(task, self.transfer), file=sys.stderr, flush=True)  # the last, for a long task
+        for task in self.tasks if self.plain else ():
+            if self.last_line.pop(task.id, None) is not None:  # a last line, for a task long enough to have had one
+                print(plain_line(task, self.transfer), file=sys.stderr, flush=True)
         super().stop()
 
     def line_if_due(self, task_id: TaskID) -> None:
@@ -95,3 +97,11 @@ def progress_bar(*, info: bool = False, transfer: bool = False, disable: bool = 
     extra = (TextColumn("{task.fields[info]}"),) if info else ()
     return ProgressBar(TextColumn("{task.description}"), BarColumn(), *counts, *extra, TimeRemainingColumn(),
                        disable=disable, transfer=transfer)
+
+
+@contextmanager
+def counting(description: str, total: float) -> Iterator[Callable[[float], None]]:
+    """One task's bar; the context yields ``advance(count)`` for the work that counts it."""
+    with progress_bar() as bar:
+        task = bar.add_task(description, total=total)
+        yield lambda count: bar.advance(task, count)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import time
-from contextlib import contextmanager
 from pathlib import Path
 from typing import NamedTuple
 
@@ -20,7 +19,7 @@ import numpy as np
 from seqrec.errors import SeqrecError
 from seqrec.llm.configs import POOLINGS, EmbedConfig
 from seqrec.llm.prompts import template_environment
-from seqrec.progress import progress_bar
+from seqrec.progress import counting
 from seqrec.resources import resource_dir
 from seqrec.store import open_store
 from seqrec.training.options import check
@@ -229,7 +228,7 @@ def embed_items(model: str, dataset: str, *, pooling: str = "mean", attention: s
         encoder, tokenizer = prepare_encoder(record.path, config["attention"], bf16)
         token_ids = tokenize(tokenizer, texts, pooling, max_length)
         started = time.perf_counter()
-        with embedding_progress(len(texts), f"embedding {len(texts):,} items with {record.alias}") as advance:
+        with counting(f"embedding {len(texts):,} items with {record.alias}", len(texts)) as advance:
             vectors = encode_batches(encoder, token_ids, pad_id=pad_token_id(tokenizer), pooling=pooling,
                                      batch_size=batch_size, progress=advance)
         seconds = time.perf_counter() - started
@@ -253,9 +252,3 @@ def embedding_label(model: str, pooling: str, attention: str) -> str:
     return f"{model} {pooling}/{attention}"
 
 
-@contextmanager
-def embedding_progress(total: int, description: str):
-    """A transient progress bar; the context yields ``advance(count)``."""
-    with progress_bar() as progress:
-        task = progress.add_task(description, total=total)
-        yield lambda count: progress.advance(task, count)

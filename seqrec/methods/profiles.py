@@ -343,7 +343,7 @@ def profiles_run(config: dict, backend, builder: PromptBuilder, histories: dict[
                  experiment: str | None, no_cache: bool = False) -> GeneratedProfiles:
     """A new run that writes every profile."""
     from seqrec.llm.backends import CachedLLM, Decoding
-    from seqrec.progress import progress_bar
+    from seqrec.progress import counting
 
     store = open_store()
     strategy = config["strategy"]
@@ -353,10 +353,8 @@ def profiles_run(config: dict, backend, builder: PromptBuilder, histories: dict[
         chunks = {user: builder.chunks(items, strategy, user) for user, items in histories.items() if items}
         calls = sum(len(parts) + (len(parts) > 1 and strategy == "agg_after") for parts in chunks.values())
         decoding = Decoding(max_tokens=config["max_tokens"], temperature=config["temperature"], seed=config["seed"])
-        with progress_bar() as bar:
-            task = bar.add_task(f"profiling {len(chunks):,} users", total=calls)
-            writer = ProfileWriter(cached, decoding, slice_size=4 * batch_size,
-                                   progress=lambda count: bar.advance(task, count))
+        with counting(f"profiling {len(chunks):,} users", calls) as advance:
+            writer = ProfileWriter(cached, decoding, slice_size=4 * batch_size, progress=advance)
             profiles = (write_agg_after if strategy == "agg_after" else write_agg_with)(writer, builder, chunks)
         path = write_json_atomically(run.dir / "profiles.json", {str(user): profiles[user] for user in sorted(profiles)})
         cached.log_counts(run)

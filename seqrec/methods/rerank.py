@@ -445,7 +445,7 @@ def rerank_run(config: dict, backend, chat: bool, trained, weights, data, data_f
                experiment: str | None, no_cache: bool = False) -> Reranked:
     """A new run that re-ranks every chosen user."""
     from seqrec.llm.backends import CachedLLM
-    from seqrec.progress import progress_bar
+    from seqrec.progress import counting
 
     store = open_store()
     titles = [""] * (data.num_items + 1)
@@ -457,9 +457,8 @@ def rerank_run(config: dict, backend, chat: bool, trained, weights, data, data_f
         started = time.perf_counter()
         candidates = base_candidates(config, trained, weights, data, data_folder, rows)
         cached = CachedLLM(backend, store=store, run_id=run.id, no_cache=no_cache)
-        with progress_bar() as bar:
-            task = bar.add_task(f"re-ranking {len(rows):,} users", total=len(rows))
-            reranker = Reranker(config, cached, titles, chat, progress=lambda count: bar.advance(task, count))
+        with counting(f"re-ranking {len(rows):,} users", len(rows)) as advance:
+            reranker = Reranker(config, cached, titles, chat, progress=advance)
             orders, outcomes = reranker.orders(candidates, slice_users=max(1, 4 * batch_size // config["permutations"]))
         ranks = reranked_ranks(candidates, orders)
         metrics, base = ranking_metrics(ranks), ranking_metrics(candidates.base_ranks)
