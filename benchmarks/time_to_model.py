@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/time_to_model.py                          # ML-100K and ML-1M, 3 seeds, RecBole too
     .venv/bin/python benchmarks/time_to_model.py --datasets ml-100k --seeds 0 --objectives all --no-recbole
+    .venv/bin/python benchmarks/time_to_model.py --epoch-cost                 # what an epoch's time is made of
 
 For each dataset, objective and seed this measures the wall time from the start of training to the final model
 (early stopping on validation NDCG@10 with a patience of 10 validations, as RecBole's default) and the test
@@ -11,12 +12,19 @@ histories of at most 50 items, full ranking without masking seen items. Both sid
 the user's chronological order (``chronological_copy``), so they build the same sequences. RecBole runs in its own
 venv (``benchmarks/.recbole-venv``, made on first use: RecBole 1.2.1 needs numpy < 2) through recbole_side.py.
 seqrec's evaluation time (one full-ranking validation pass of the final model) is printed beside.
+
+``--epoch-cost`` times seqrec's default training step on a sample of batches, and the full-catalogue
+cross-entropy alone on the same targets (each target's score against every item, forward and backward), both
+scaled to one epoch. Scoring every training transition against the whole catalogue once per epoch is work RecBole's
+epoch does as well, so the ratio of RecBole's epoch to that part bounds how much faster than RecBole's an epoch of
+any such trainer can be.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib.util
+import itertools
 import json
 import os
 import statistics
@@ -121,6 +129,51 @@ def evaluation_seconds(name: str, run_id: int, model_path: str) -> float:
     return min(times)
 
 
+def epoch_cost(folder: Path, batches: int = 40) -> dict:
+    """Seconds per epoch of seqrec's default SASRec training step, and of its full-catalogue cross-entropy alone,
+    each timed on the same ``batches`` (after three warm-up batches) and scaled to the epoch's batch count."""
+    import torch
+    from torch.utils.data import DataLoader
+
+    from seqrec.data.prepare import load_dataset, prepare_atomic
+    from seqrec.recsys.models.base import catalogue_cross_entropy
+    from seqrec.recsys.runner import resolve_recommender, training_examples
+
+    data = load_dataset(prepare_atomic(folder, name=f"{folder.name}-{MAX_LEN}", max_len=MAX_LEN).name)
+    model_class, model_config, train_config = resolve_recommender("sasrec", data.max_len, "full", {})
+    torch.manual_seed(0)
+    model = model_class(data.num_items, model_config, None)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=train_config.lr, weight_decay=train_config.weight_decay)
+    examples = training_examples(data, model_config)
+    loader = DataLoader(examples, batch_size=train_config.batch_size, shuffle=True, collate_fn=examples.collate,
+                        generator=torch.Generator().manual_seed(0))
+    sample = list(itertools.islice(itertools.cycle(loader), batches + 3))  # a short epoch repeats
+
+    def train_step(batch):
+        model(*batch).backward()
+        optimizer.step()
+        optimizer.zero_grad()
+
+    targets = [targets[targets > 0] for *_, targets in sample]  # the positions the all objective scores
+    states = [torch.randn(len(target), model_config.hidden, requires_grad=True) for target in targets]
+    table = model.output_items().detach().requires_grad_()
+
+    def cross_entropy(index):
+        catalogue_cross_entropy(states[index], table, targets[index]).backward()
+
+    def seconds_per_epoch(work, items) -> float:
+        for item in items[:3]:
+            work(item)
+        start = time.perf_counter()
+        for item in items[3:]:
+            work(item)
+        return (time.perf_counter() - start) / batches * len(loader)
+
+    return {"batches_per_epoch": len(loader), "scored_per_epoch": int((examples.tensors[2] > 0).sum()),
+            "items": data.num_items, "step": seconds_per_epoch(train_step, sample),
+            "cross_entropy": seconds_per_epoch(cross_entropy, list(range(len(sample))))}
+
+
 def run_recbole(folder: Path, seed: int, threads: int) -> dict:
     job = {"dataset": folder.name, "data_path": str(folder.parent), "max_len": MAX_LEN, "seed": seed,
            "threads": threads}
@@ -150,17 +203,25 @@ def main() -> None:
     parser.add_argument("--objectives", default="all,last", help="seqrec objectives to run (empty: none)")
     parser.add_argument("--recbole", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--json", type=Path, help="Write every measurement to this file.")
+    parser.add_argument("--epoch-cost", action="store_true", help="Only time what one seqrec epoch is made of.")
     args = parser.parse_args()
     home = Path(tempfile.mkdtemp(prefix="seqrec-time-to-model-"))
     os.environ["SEQREC_HOME"] = str(home)
     import torch
 
-    if args.recbole:
+    if args.recbole and not args.epoch_cost:
         ensure_recbole_venv()
     seeds = [int(seed) for seed in args.seeds.split(",")]
     results: dict[str, list[dict]] = {}
     for dataset in args.datasets.split(","):
         folder = chronological_copy(dataset, home / "atomic")
+        if args.epoch_cost:
+            cost = epoch_cost(folder)
+            print(f"{dataset}  one epoch of {cost['batches_per_epoch']} batches, {cost['scored_per_epoch']:,} "
+                  f"targets x {cost['items']:,} items, {torch.get_num_threads()} threads: training step "
+                  f"{cost['step']:.1f} s, full-catalogue cross-entropy alone {cost['cross_entropy']:.1f} s "
+                  f"({cost['cross_entropy'] / cost['step']:.0%})", flush=True)
+            continue
         sides = [f"seqrec --objective {objective}" for objective in args.objectives.split(",") if objective]
         sides += ["RecBole 1.2.1"] if args.recbole else []
         for side in sides:
@@ -172,6 +233,8 @@ def main() -> None:
                 print(f"{key}  seed {seed}: {row['seconds']:.1f} s, {row['epochs']} epochs, test N@10 "
                       f"{row['test']['ndcg@10']:.4f}, R@10 {row['test']['recall@10']:.4f}", flush=True)
             print(f"{key}: {summary(results[key])}", flush=True)
+    if not results:
+        return
     print("\nsummary (mean ± std over seeds)")
     for key, rows in results.items():
         evaluation = [row["evaluation_seconds"] for row in rows if "evaluation_seconds" in row]
