@@ -88,12 +88,18 @@ def chronological_copy(dataset: str, root: Path) -> Path:
     return folder
 
 
-def run_seqrec(folder: Path, objective: str, seed: int) -> dict:
+def prepared(folder: Path) -> str:
+    """The seqrec dataset made from the atomic files in ``folder`` (histories of MAX_LEN), prepared once."""
     from seqrec.data.prepare import prepare_atomic
+
+    return prepare_atomic(folder, name=f"{folder.name}-{MAX_LEN}", max_len=MAX_LEN).name
+
+
+def run_seqrec(folder: Path, objective: str, seed: int) -> dict:
     from seqrec.recsys.runner import train_model
     from seqrec.store import open_store
 
-    name = prepare_atomic(folder, name=f"{folder.name}-{MAX_LEN}", max_len=MAX_LEN).name
+    name = prepared(folder)
     start = time.perf_counter()
     (run_id,) = train_model("sasrec", name, seeds=[seed], objective=objective, experiment="time-to-model")
     seconds = time.perf_counter() - start
@@ -135,11 +141,11 @@ def epoch_cost(folder: Path, batches: int = 40) -> dict:
     import torch
     from torch.utils.data import DataLoader
 
-    from seqrec.data.prepare import load_dataset, prepare_atomic
+    from seqrec.data.prepare import load_dataset
     from seqrec.recsys.models.base import catalogue_cross_entropy
     from seqrec.recsys.runner import resolve_recommender, training_examples
 
-    data = load_dataset(prepare_atomic(folder, name=f"{folder.name}-{MAX_LEN}", max_len=MAX_LEN).name)
+    data = load_dataset(prepared(folder))
     model_class, model_config, train_config = resolve_recommender("sasrec", data.max_len, "full", {})
     torch.manual_seed(0)
     model = model_class(data.num_items, model_config, None)
@@ -154,12 +160,12 @@ def epoch_cost(folder: Path, batches: int = 40) -> dict:
         optimizer.step()
         optimizer.zero_grad()
 
-    targets = [targets[targets > 0] for *_, targets in sample]  # the positions the all objective scores
-    states = [torch.randn(len(target), model_config.hidden, requires_grad=True) for target in targets]
     table = model.output_items().detach().requires_grad_()
+    scored = [next_items[next_items > 0] for *_, next_items in sample]  # the positions the all objective scores
+    scoring = [(torch.randn(len(items), model_config.hidden, requires_grad=True), items) for items in scored]
 
-    def cross_entropy(index):
-        catalogue_cross_entropy(states[index], table, targets[index]).backward()
+    def cross_entropy(states_and_targets):
+        catalogue_cross_entropy(states_and_targets[0], table, states_and_targets[1]).backward()
 
     def seconds_per_epoch(work, items) -> float:
         for item in items[:3]:
@@ -171,7 +177,7 @@ def epoch_cost(folder: Path, batches: int = 40) -> dict:
 
     return {"batches_per_epoch": len(loader), "scored_per_epoch": int((examples.tensors[2] > 0).sum()),
             "items": data.num_items, "step": seconds_per_epoch(train_step, sample),
-            "cross_entropy": seconds_per_epoch(cross_entropy, list(range(len(sample))))}
+            "cross_entropy": seconds_per_epoch(cross_entropy, scoring)}
 
 
 def run_recbole(folder: Path, seed: int, threads: int) -> dict:
